@@ -1,0 +1,129 @@
+"""Database tables: users, tasks, their inputs and their results."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Index, LargeBinary, MetaData, String, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from db.types import UTCDateTime, utcnow
+
+# Stable constraint names, so migrations can refer to them on every backend.
+SQLModel.metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+class TaskStatus(str, Enum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskStatus.succeeded, TaskStatus.failed)
+
+
+UNFINISHED = (TaskStatus.queued.value, TaskStatus.running.value)
+
+
+def _timestamp(nullable: bool = False) -> Any:
+    if nullable:
+        return Field(default=None, sa_type=UTCDateTime, nullable=True)
+    return Field(default_factory=utcnow, sa_type=UTCDateTime, nullable=False)
+
+
+def _owned_by_task() -> Column[uuid.UUID]:
+    return Column(ForeignKey("tasks.id", ondelete="CASCADE"), primary_key=True)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    username: str = Field(sa_column=Column(String(64), nullable=False, unique=True))
+    hashed_password: str = Field(sa_column=Column(String(255), nullable=False))
+    is_admin: bool = False
+    created_at: datetime = _timestamp()
+
+
+class Task(SQLModel, table=True):
+    __tablename__ = "tasks"
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed')", name="status"),
+        UniqueConstraint("owner_id", "idempotency_key"),
+        Index("ix_tasks_status_run_after", "status", "run_after"),
+        Index("ix_tasks_owner_id_created_at", "owner_id", "created_at"),
+        Index("ix_tasks_owner_id_status", "owner_id", "status"),
+    )
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    owner_id: uuid.UUID = Field(sa_column=Column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False))
+    status: str = Field(default=TaskStatus.queued.value, sa_column=Column(String(16), nullable=False))
+    attempts: int = 0
+    max_attempts: int
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    idempotency_key: str | None = Field(default=None, sa_column=Column(String(255)))
+    worker_id: str | None = Field(default=None, sa_column=Column(String(128)))
+    run_after: datetime = _timestamp()
+    lease_expires_at: datetime | None = _timestamp(nullable=True)
+    created_at: datetime = _timestamp()
+    started_at: datetime | None = _timestamp(nullable=True)
+    finished_at: datetime | None = _timestamp(nullable=True)
+
+
+class TaskInput(SQLModel, table=True):
+    """The uploaded image exactly as sent, with what validation learned about it."""
+
+    __tablename__ = "task_inputs"
+
+    task_id: uuid.UUID = Field(sa_column=_owned_by_task())
+    content_type: str = Field(sa_column=Column(String(32), nullable=False))
+    size_bytes: int
+    width: int
+    height: int
+    sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Primitive(SQLModel, table=True):
+    """One detected shape; coordinates normalised to the image, rotation in radians."""
+
+    __tablename__ = "primitives"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: uuid.UUID = Field(sa_column=Column(ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False, index=True))
+    ordinal: int
+    class_id: int
+    class_name: str = Field(sa_column=Column(String(64), nullable=False))
+    x: float
+    y: float
+    width: float
+    height: float
+    rotation: float
+    confidence: float
+
+
+class SceneResult(SQLModel, table=True):
+    """The scene a task's image shows, and which model versions produced the result."""
+
+    __tablename__ = "scene_results"
+
+    task_id: uuid.UUID = Field(sa_column=_owned_by_task())
+    class_id: int
+    class_name: str = Field(sa_column=Column(String(64), nullable=False))
+    confidence: float
+    top_k: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
+    detector_model: str = Field(sa_column=Column(String(128), nullable=False))
+    classifier_model: str = Field(sa_column=Column(String(128), nullable=False))

@@ -1,0 +1,284 @@
+"""The durable task queue, kept in the `tasks` table.
+
+Delivery is at-least-once. A dispatcher *claims* queued tasks with a lease (the attempt is
+counted at claim time), extends the lease while it works, and *finishes* or *fails* a task only
+while it still holds that attempt (fencing): a worker whose lease was rescued, or whose task was
+deleted, changes nothing. Expired leases are *rescued* back to `queued` until `max_attempts`.
+Every operation is one short transaction; callers pass a fresh session.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Literal
+
+from sqlalchemy import case, func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import UNFINISHED, Primitive, SceneResult, Task, TaskInput, TaskStatus
+from db.types import utcnow
+
+MAX_ERROR_LENGTH = 1000
+
+
+@dataclass(frozen=True)
+class NewInput:
+    """A validated upload, ready to store."""
+
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How many unfinished tasks one user, and the whole service, may have."""
+
+    per_user: int
+    total: int
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One attempt at a task; the pair (task_id, attempt) is the fencing token."""
+
+    task_id: uuid.UUID
+    attempt: int
+
+
+@dataclass(frozen=True)
+class Rescued:
+    requeued: int
+    failed: int
+
+
+class QueueFull(Exception):
+    def __init__(self, scope: Literal["user", "service"], limit: int) -> None:
+        super().__init__(f"{scope} queue is full ({limit} unfinished tasks)")
+        self.scope = scope
+        self.limit = limit
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was already used by this user for a different image."""
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    upload: NewInput,
+    max_attempts: int,
+    bounds: Bounds,
+    idempotency_key: str | None = None,
+) -> tuple[Task, bool]:
+    """Store a task and its image in one transaction. Returns (task, created).
+
+    With an idempotency key already used by this owner, the earlier task comes back instead
+    (created=False), provided the image is the same.
+    """
+    if idempotency_key is not None:
+        existing = await _find_by_idempotency_key(session, owner_id, idempotency_key, upload.sha256)
+        if existing is not None:
+            return existing, False
+    await _check_bounds(session, owner_id, bounds)
+    task = Task(owner_id=owner_id, max_attempts=max_attempts, idempotency_key=idempotency_key)
+    stored = TaskInput(
+        task_id=task.id,
+        content_type=upload.content_type,
+        size_bytes=len(upload.data),
+        width=upload.width,
+        height=upload.height,
+        sha256=upload.sha256,
+        data=upload.data,
+    )
+    try:
+        session.add(task)
+        await session.flush()  # the input's foreign key needs the task row first
+        session.add(stored)
+        await session.commit()
+    except IntegrityError:
+        # Another request with the same key won the race: answer with its task.
+        await session.rollback()
+        if idempotency_key is None:
+            raise
+        existing = await _find_by_idempotency_key(session, owner_id, idempotency_key, upload.sha256)
+        if existing is None:
+            raise
+        return existing, False
+    return task, True
+
+
+async def _find_by_idempotency_key(session: AsyncSession, owner_id: uuid.UUID, key: str, sha256: str) -> Task | None:
+    row = (
+        await session.execute(
+            select(Task, TaskInput.sha256)
+            .join(TaskInput, TaskInput.task_id == Task.id)
+            .where(Task.owner_id == owner_id, Task.idempotency_key == key)
+        )
+    ).first()
+    if row is None:
+        return None
+    task, stored_sha256 = row
+    if stored_sha256 != sha256:
+        raise IdempotencyConflict(f"Idempotency-Key {key!r} was already used for a different image")
+    return task
+
+
+async def _check_bounds(session: AsyncSession, owner_id: uuid.UUID, bounds: Bounds) -> None:
+    unfinished = Task.status.in_(UNFINISHED)
+    mine = await session.scalar(select(func.count()).where(Task.owner_id == owner_id, unfinished))
+    if (mine or 0) >= bounds.per_user:
+        raise QueueFull("user", bounds.per_user)
+    everyone = await session.scalar(select(func.count()).where(unfinished))
+    if (everyone or 0) >= bounds.total:
+        raise QueueFull("service", bounds.total)
+
+
+async def claim(session: AsyncSession, *, worker_id: str, limit: int, lease_s: float) -> list[Claim]:
+    """Lease up to `limit` queued tasks, oldest first, counting one more attempt for each.
+
+    PostgreSQL: concurrent claimers skip each other's locked rows (`FOR UPDATE SKIP LOCKED`);
+    the candidate CTE is MATERIALIZED so the planner cannot re-run it and claim more than
+    `limit`. SQLite ignores the locking clause; its single writer lock makes the one UPDATE
+    statement atomic, which gives the same guarantee.
+    """
+    if limit <= 0:
+        return []
+    now = utcnow()
+    candidates = (
+        select(Task.id)
+        .where(Task.status == TaskStatus.queued.value, Task.run_after <= now)
+        .order_by(Task.created_at, Task.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .cte("candidates")
+        .prefix_with("MATERIALIZED")
+    )
+    rows = await session.execute(
+        update(Task)
+        .where(Task.id.in_(select(candidates.c.id)))
+        .values(
+            status=TaskStatus.running.value,
+            attempts=Task.attempts + 1,
+            worker_id=worker_id,
+            lease_expires_at=now + timedelta(seconds=lease_s),
+            started_at=func.coalesce(Task.started_at, now),
+        )
+        .returning(Task.id, Task.attempts)
+        .execution_options(synchronize_session=False)
+    )
+    claims = [Claim(task_id=task_id, attempt=attempt) for task_id, attempt in rows.all()]
+    await session.commit()
+    return claims
+
+
+def _held(claim: Claim) -> tuple:
+    """WHERE clause of every fenced write: the task is still running this very attempt."""
+    return (Task.id == claim.task_id, Task.status == TaskStatus.running.value, Task.attempts == claim.attempt)
+
+
+async def _fenced_update(session: AsyncSession, claim: Claim, **values: object) -> bool:
+    result = await session.execute(
+        update(Task).where(*_held(claim)).values(**values).returning(Task.id).execution_options(synchronize_session=False)
+    )
+    return result.first() is not None
+
+
+async def heartbeat(session: AsyncSession, claim: Claim, *, lease_s: float) -> bool:
+    """Extend the lease. False means the attempt is no longer ours (rescued, finished or deleted)."""
+    held = await _fenced_update(session, claim, lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+    await session.commit()
+    return held
+
+
+async def finish(session: AsyncSession, claim: Claim, *, primitives: list[Primitive], scene: SceneResult) -> bool:
+    """Mark the task succeeded and store its result, only if the attempt still holds.
+
+    The status change and the result rows share one transaction, so a task has a result exactly
+    when it is `succeeded`, and a duplicate or late finish writes nothing.
+    """
+    done = await _fenced_update(
+        session,
+        claim,
+        status=TaskStatus.succeeded.value,
+        finished_at=utcnow(),
+        lease_expires_at=None,
+        worker_id=None,
+        error=None,
+    )
+    if not done:
+        await session.rollback()
+        return False
+    for ordinal, primitive in enumerate(primitives):
+        primitive.task_id, primitive.ordinal = claim.task_id, ordinal
+    scene.task_id = claim.task_id
+    session.add_all([*primitives, scene])
+    await session.commit()
+    return True
+
+
+async def fail(
+    session: AsyncSession, claim: Claim, *, error: str, retryable: bool, backoff_s: float
+) -> TaskStatus | None:
+    """Record a failed attempt. A retryable failure goes back to the queue after a backoff that
+    doubles per attempt, until `max_attempts`; a permanent one fails at once.
+    Returns the new status, or None when the attempt no longer held."""
+    now = utcnow()
+    out_of_attempts = Task.attempts >= Task.max_attempts
+    give_up = out_of_attempts if retryable else True
+    delay = timedelta(seconds=backoff_s * 2 ** (claim.attempt - 1))
+    result = await session.execute(
+        update(Task)
+        .where(*_held(claim))
+        .values(
+            status=case((give_up, TaskStatus.failed.value), else_=TaskStatus.queued.value),
+            finished_at=case((give_up, now), else_=None),
+            run_after=now + delay,
+            error=error[:MAX_ERROR_LENGTH],
+            lease_expires_at=None,
+            worker_id=None,
+        )
+        .returning(Task.status)
+        .execution_options(synchronize_session=False)
+    )
+    status = result.scalar_one_or_none()
+    await session.commit()
+    return TaskStatus(status) if status is not None else None
+
+
+async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) -> Rescued:
+    """Put running tasks whose lease expired (their worker died) back in the queue, or fail
+    them when they have used all their attempts."""
+    now = now or utcnow()
+    exhausted = Task.attempts >= Task.max_attempts
+    result = await session.execute(
+        update(Task)
+        .where(Task.status == TaskStatus.running.value, Task.lease_expires_at < now)
+        .values(
+            status=case((exhausted, TaskStatus.failed.value), else_=TaskStatus.queued.value),
+            error=case(
+                (exhausted, "worker lost: the lease expired on the last allowed attempt"),
+                else_="worker lost: the lease expired; the task was queued again",
+            ),
+            finished_at=case((exhausted, now), else_=None),
+            run_after=now,
+            lease_expires_at=None,
+            worker_id=None,
+        )
+        .returning(Task.status)
+        .execution_options(synchronize_session=False)
+    )
+    statuses = result.scalars().all()
+    await session.commit()
+    failed = statuses.count(TaskStatus.failed.value)
+    return Rescued(requeued=len(statuses) - failed, failed=failed)
+
+
+async def load_input(session: AsyncSession, task_id: uuid.UUID) -> TaskInput | None:
+    return await session.get(TaskInput, task_id)

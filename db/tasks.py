@@ -1,0 +1,93 @@
+"""Reading and deleting tasks on behalf of their owner.
+
+Ownership is part of every query: a task that belongs to someone else is simply not found,
+exactly like one that does not exist.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db.models import Primitive, SceneResult, Task, TaskInput
+
+
+@dataclass(frozen=True)
+class PageKey:
+    """Position in a newest-first listing: the last task of the previous page."""
+
+    created_at: datetime
+    task_id: uuid.UUID
+
+
+@dataclass(frozen=True)
+class Page:
+    tasks: list[Task]
+    total: int
+    next_key: PageKey | None
+
+
+async def get_owned(session: AsyncSession, task_id: uuid.UUID, owner_id: uuid.UUID) -> Task | None:
+    return await session.scalar(select(Task).where(Task.id == task_id, Task.owner_id == owner_id))
+
+
+async def list_owned(
+    session: AsyncSession, owner_id: uuid.UUID, *, status: str | None, limit: int, after: PageKey | None
+) -> Page:
+    filters = [Task.owner_id == owner_id]
+    if status is not None:
+        filters.append(Task.status == status)
+    total = await session.scalar(select(func.count()).select_from(Task).where(*filters)) or 0
+    query = select(Task).where(*filters)
+    if after is not None:
+        query = query.where(tuple_(Task.created_at, Task.id) < tuple_(after.created_at, after.task_id))
+    # One row more than asked tells whether another page follows.
+    rows = list(await session.scalars(query.order_by(Task.created_at.desc(), Task.id.desc()).limit(limit + 1)))
+    tasks = rows[:limit]
+    next_key = PageKey(tasks[-1].created_at, tasks[-1].id) if len(rows) > limit else None
+    return Page(tasks=tasks, total=total, next_key=next_key)
+
+
+async def get_input(session: AsyncSession, task_id: uuid.UUID, owner_id: uuid.UUID) -> TaskInput | None:
+    return await session.scalar(
+        select(TaskInput).join(Task, Task.id == TaskInput.task_id).where(Task.id == task_id, Task.owner_id == owner_id)
+    )
+
+
+@dataclass(frozen=True)
+class StoredResult:
+    width: int
+    height: int
+    primitives: list[Primitive]
+    scene: SceneResult
+
+
+async def get_result(session: AsyncSession, task_id: uuid.UUID) -> StoredResult | None:
+    """A finished task's result with its image size (not the image itself); None if it has none."""
+    row = (
+        await session.execute(
+            select(SceneResult, TaskInput.width, TaskInput.height)
+            .join(TaskInput, TaskInput.task_id == SceneResult.task_id)
+            .where(SceneResult.task_id == task_id)
+        )
+    ).first()
+    if row is None:
+        return None
+    scene, width, height = row
+    primitives = await session.scalars(select(Primitive).where(Primitive.task_id == task_id).order_by(Primitive.ordinal))
+    return StoredResult(width=width, height=height, primitives=list(primitives), scene=scene)
+
+
+async def delete_owned(session: AsyncSession, task_id: uuid.UUID, owner_id: uuid.UUID) -> bool:
+    """Delete a task with its input and results (foreign keys cascade). A worker still running
+    it will find its attempt gone and its late result is discarded."""
+    result = await session.execute(
+        delete(Task).where(Task.id == task_id, Task.owner_id == owner_id).returning(Task.id)
+    )
+    deleted = result.first() is not None
+    await session.commit()
+    return deleted
