@@ -1,0 +1,1 @@
+"""Model side of Primscene: what a pipeline takes and returns, and (later) the Ray Serve deployments."""
