@@ -1,0 +1,81 @@
+"""The FastAPI application factory: routes, error handling, and start-up/shut-down of the
+database, the first admin and the dispatcher."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+
+from fastapi import APIRouter, FastAPI
+
+from db.engine import create_engine, session_factory
+from db.migrate import check_schema
+from deployments.contract import ModelCatalog, Pipeline
+from serve_app.body_limit import BodySizeLimit
+from serve_app.bootstrap import ensure_admin
+from serve_app.dispatcher import Dispatcher
+from serve_app.errors import install_error_handlers
+from serve_app.routes import auth, health, tasks, users
+from serve_app.routes import models as model_routes
+from serve_app.security import TokenCodec
+from serve_app.services import Services
+from serve_app.settings import Settings
+
+API_PREFIX = "/api/v1"
+# Room for the multipart framing around the largest allowed image.
+MULTIPART_OVERHEAD_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeline: Pipeline | None = None) -> FastAPI:
+    """Build the app. With a `pipeline`, the app also runs a dispatcher that feeds it queued tasks."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        db = settings.database
+        engine = create_engine(
+            settings.database_url, pool_size=db.db_pool_size, max_overflow=db.db_max_overflow, echo=db.db_echo
+        )
+        try:
+            await check_schema(engine)
+            sessions = session_factory(engine)
+            await ensure_admin(sessions, settings)
+            dispatcher = Dispatcher(sessions, pipeline, settings.queue) if pipeline is not None else None
+            app.state.services = Services(
+                settings=settings,
+                engine=engine,
+                sessions=sessions,
+                tokens=TokenCodec(settings.jwt_secret(), timedelta(minutes=settings.auth.access_token_ttl_minutes)),
+                models=models,
+                dispatcher=dispatcher,
+            )
+            if dispatcher is not None:
+                dispatcher.start()
+            try:
+                yield
+            finally:
+                if dispatcher is not None:
+                    await dispatcher.stop()
+        finally:
+            await engine.dispose()
+
+    app = FastAPI(
+        title="Primscene",
+        summary="Finds geometric primitives in images and names the scene they form.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    limits = settings.limits
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=limits.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
+        detail=f"The request body is too large: images may be at most {limits.max_upload_bytes} bytes.",
+    )
+    install_error_handlers(app, retry_after_s=limits.retry_after_s)
+    api = APIRouter(prefix=API_PREFIX)
+    for module in (auth, tasks, model_routes, users):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,70 @@
+"""How failures become HTTP answers: always a status that says who must act, and a `detail`
+that says what to change; never a stack trace."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request, status
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from db.queue import IdempotencyConflict, QueueFull
+from serve_app.schemas import ErrorBody
+from serve_app.uploads import UploadRejected
+
+log = logging.getLogger(__name__)
+
+
+def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
+    """OpenAPI entries for the error statuses a route may answer with."""
+    descriptions = {
+        401: "Missing, expired or invalid access token",
+        403: "Not allowed for this user",
+        404: "Not found (also for another user's task)",
+        409: "Conflicts with the current state",
+        413: "Upload too large (bytes or pixels)",
+        415: "Not a JPEG, PNG, WebP or BMP image",
+        422: "Invalid parameters, or a corrupt image",
+        429: "Your queue is full; retry after `Retry-After` seconds",
+        503: "The service queue is full or the database is unavailable; retry after `Retry-After` seconds",
+    }
+    return {code: {"model": ErrorBody, "description": descriptions[code]} for code in codes}
+
+
+def _retry_later(status_code: int, detail: str, retry_after_s: int) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status_code, headers={"Retry-After": str(retry_after_s)})
+
+
+def install_error_handlers(app: FastAPI, *, retry_after_s: int) -> None:
+    @app.exception_handler(UploadRejected)
+    async def _upload_rejected(_: Request, exc: UploadRejected) -> JSONResponse:
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+
+    @app.exception_handler(QueueFull)
+    async def _queue_full(_: Request, exc: QueueFull) -> JSONResponse:
+        if exc.scope == "user":
+            return _retry_later(
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                f"You have {exc.limit} unfinished tasks, the most allowed; wait for some to finish.",
+                retry_after_s,
+            )
+        return _retry_later(status.HTTP_503_SERVICE_UNAVAILABLE, "The service is at capacity; try again shortly.", retry_after_s)
+
+    @app.exception_handler(IdempotencyConflict)
+    async def _idempotency_conflict(_: Request, exc: IdempotencyConflict) -> JSONResponse:
+        return JSONResponse({"detail": f"{exc} Use a new key for a new image."}, status_code=status.HTTP_409_CONFLICT)
+
+    async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return _retry_later(status.HTTP_503_SERVICE_UNAVAILABLE, "The database is unavailable; try again shortly.", retry_after_s)
+
+    for error in (OperationalError, InterfaceError, ConnectionError, TimeoutError):
+        app.add_exception_handler(error, _database_unavailable)
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if exc.connection_invalidated:
+            return await _database_unavailable(request, exc)
+        log.exception("database error")
+        return JSONResponse({"detail": "Internal error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)

@@ -1,0 +1,169 @@
+"""Task routes: submit an image, follow the task, fetch its input and result, delete it."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi.responses import JSONResponse
+
+from db import queue, tasks
+from db.models import TaskStatus
+from deployments.contract import ClassScore, ModelVersions, Primitive, Scene
+from serve_app.deps import TASK_NOT_FOUND, CurrentUser, OwnedTask, ServicesDep, SessionDep
+from serve_app.errors import error_responses
+from serve_app.routes.uploads import ImageField, read_upload
+from serve_app.schemas import ImageSize, NotFinishedBody, TaskList, TaskPublic, TaskResult
+
+router = APIRouter(prefix="/tasks", tags=["tasks"])
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Any printable ASCII string; repeating a request with the same key returns the same task.",
+    ),
+]
+
+
+def task_location(task_id: uuid.UUID) -> str:
+    return f"{router.prefix}/{task_id}"
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=TaskPublic,
+    responses=error_responses(401, 409, 413, 415, 422, 429, 503),
+)
+async def create_task(
+    image: ImageField, user: CurrentUser, services: ServicesDep, session: SessionDep, response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> TaskPublic:
+    """Submit an image. Answers at once with the queued task; poll it or its result.
+
+    The `Location` header names the task. With an `Idempotency-Key` already used for the same
+    image the earlier task is returned (marked by `Idempotent-Replayed: true`).
+    """
+    settings = services.settings
+    upload = await read_upload(image, settings.limits)
+    task, created = await queue.enqueue(
+        session,
+        owner_id=user.id,
+        upload=upload,
+        max_attempts=settings.queue.max_attempts,
+        bounds=queue.Bounds(per_user=settings.limits.max_queued_per_user, total=settings.limits.max_queued_total),
+        idempotency_key=idempotency_key,
+    )
+    if created:
+        services.wake_dispatcher()
+    else:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = "/api/v1" + task_location(task.id)
+    return TaskPublic.model_validate(task)
+
+
+def _encode_cursor(key: tasks.PageKey) -> str:
+    raw = json.dumps({"t": key.created_at.isoformat(), "id": str(key.task_id)}).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tasks.PageKey:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        return tasks.PageKey(created_at=datetime.fromisoformat(raw["t"]), task_id=uuid.UUID(raw["id"]))
+    except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT, detail="Invalid cursor: pass the `next` value of the previous page."
+        ) from exc
+
+
+@router.get("", response_model=TaskList, responses=error_responses(401, 422))
+async def list_tasks(
+    user: CurrentUser,
+    session: SessionDep,
+    status_filter: Annotated[TaskStatus | None, Query(alias="status", description="Only tasks in this status.")] = None,
+    limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
+    cursor: Annotated[str | None, Query(max_length=200, description="`next` of the previous page.")] = None,
+) -> TaskList:
+    """The caller's tasks, newest first."""
+    after = _decode_cursor(cursor) if cursor else None
+    status_value = status_filter.value if status_filter else None
+    page = await tasks.list_owned(session, user.id, status=status_value, limit=limit, after=after)
+    return TaskList(
+        items=[TaskPublic.model_validate(t) for t in page.tasks],
+        total=page.total,
+        next=_encode_cursor(page.next_key) if page.next_key else None,
+    )
+
+
+@router.get("/{task_id}", response_model=TaskPublic, responses=error_responses(401, 404, 422))
+async def get_task(task: OwnedTask) -> TaskPublic:
+    """A task's status, attempts, error and timestamps."""
+    return TaskPublic.model_validate(task)
+
+
+@router.get(
+    "/{task_id}/input",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/jpeg": {}, "image/png": {}, "image/webp": {}, "image/bmp": {}}, "description": "The image as uploaded"},
+        **error_responses(401, 404, 422),
+    },
+)
+async def get_task_input(task_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
+    """The uploaded image: the original bytes with their content type."""
+    stored = await tasks.get_input(session, task_id, user.id)
+    if stored is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=TASK_NOT_FOUND)
+    return Response(
+        content=stored.data,
+        media_type=stored.content_type,
+        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=3600"},
+    )
+
+
+@router.get(
+    "/{task_id}/result",
+    response_model=TaskResult,
+    responses={**error_responses(401, 404, 422), 409: {"model": NotFinishedBody, "description": "The task has no result (yet)"}},
+)
+async def get_task_result(task: OwnedTask, session: SessionDep) -> TaskResult | JSONResponse:
+    """Primitives, scene and model versions of a succeeded task; 409 with the status otherwise."""
+    if task.status != TaskStatus.succeeded.value:
+        reason = "The task failed; it has no result." if task.status == TaskStatus.failed.value else "The task has not finished yet; poll again later."
+        body = NotFinishedBody(detail=reason, status=TaskStatus(task.status), error=task.error)
+        return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_409_CONFLICT)
+    stored = await tasks.get_result(session, task.id)
+    if stored is None:  # deleted since the task was read
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=TASK_NOT_FOUND)
+    scene = stored.scene
+    return TaskResult(
+        task_id=task.id,
+        status=TaskStatus.succeeded,
+        image=ImageSize(width=stored.width, height=stored.height),
+        primitives=[Primitive.model_validate(p, from_attributes=True) for p in stored.primitives],
+        scene=Scene(
+            class_id=scene.class_id,
+            class_name=scene.class_name,
+            confidence=scene.confidence,
+            top_k=[ClassScore.model_validate(s) for s in scene.top_k],
+        ),
+        models=ModelVersions(detector=scene.detector_model, classifier=scene.classifier_model),
+    )
+
+
+@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 404, 422))
+async def delete_task(task_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
+    """Delete a task with its input and result. A result still being computed is discarded."""
+    if not await tasks.delete_owned(session, task_id, user.id):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=TASK_NOT_FOUND)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

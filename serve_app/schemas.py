@@ -1,0 +1,84 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from db.models import TaskStatus
+from deployments.contract import ModelVersions, Primitive, Scene
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="What went wrong and what to change.")
+
+
+class NotFinishedBody(ErrorBody):
+    status: TaskStatus = Field(description="The task's current status.")
+    error: str | None = Field(None, description="Why the task failed, when it did.")
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int = Field(description="Seconds until the token expires.")
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    password: str = Field(min_length=10, max_length=128, description="10 to 128 characters, not the username.")
+    is_admin: bool = False
+
+
+class UserPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    username: str
+    is_admin: bool
+    created_at: datetime
+
+
+class TaskPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    status: TaskStatus
+    attempts: int = Field(description="Attempts started so far.")
+    max_attempts: int
+    error: str | None = Field(description="Why the last attempt failed, if it did.")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TaskList(BaseModel):
+    items: list[TaskPublic]
+    total: int = Field(description="How many of the caller's tasks match the filter.")
+    next: str | None = Field(description="Cursor for the next page; null on the last page.")
+
+
+class ImageSize(BaseModel):
+    width: int
+    height: int
+
+
+class TaskResult(BaseModel):
+    task_id: uuid.UUID
+    status: TaskStatus
+    image: ImageSize
+    primitives: list[Primitive]
+    scene: Scene
+    models: ModelVersions
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    status: str
+    database: bool
+    models: bool

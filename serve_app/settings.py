@@ -1,0 +1,133 @@
+"""Settings, one pydantic-settings class per area, all read from `PRIMSCENE_*` variables or `.env`."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from enum import Enum
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_LENGTH = 32
+
+
+def _config() -> SettingsConfigDict:
+    return SettingsConfigDict(env_prefix="PRIMSCENE_", env_file=".env", extra="ignore", env_ignore_empty=True)
+
+
+class Environment(str, Enum):
+    development = "development"
+    production = "production"
+
+
+class GeneralSettings(BaseSettings):
+    model_config = _config()
+
+    environment: Environment = Field(
+        Environment.development,
+        description="`development` allows generated secrets; anything else requires real ones.",
+    )
+    data_dir: Path = Field(Path("var"), description="Where the embedded database and generated secrets live.")
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = _config()
+
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy async URL. Unset: SQLite file in the data dir. PostgreSQL: `postgresql+asyncpg://…`.",
+    )
+    db_pool_size: int = Field(10, ge=1, description="Connections kept open per process (PostgreSQL).")
+    db_max_overflow: int = Field(10, ge=0, description="Extra connections allowed under load (PostgreSQL).")
+    db_echo: bool = Field(False, description="Log every SQL statement.")
+
+    def url_or_default(self, data_dir: Path) -> str:
+        return self.database_url or f"sqlite+aiosqlite:///{data_dir / 'primscene.db'}"
+
+
+class AuthSettings(BaseSettings):
+    model_config = _config()
+
+    jwt_secret: SecretStr | None = Field(
+        None,
+        description="HMAC key for access tokens (≥32 characters). Unset in development: a random key kept in the data dir.",
+    )
+    access_token_ttl_minutes: int = Field(60, ge=1, le=7 * 24 * 60, description="Lifetime of an access token.")
+    admin_username: str = Field("admin", description="First admin, created at start-up if missing.")
+    admin_password: SecretStr | None = Field(
+        None, description="Password of the first admin. Unset in development: generated and printed once."
+    )
+
+
+class LimitsSettings(BaseSettings):
+    model_config = _config()
+
+    max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest accepted upload (413 above).")
+    max_image_pixels: int = Field(40_000_000, ge=1, description="Largest accepted width × height (413 above).")
+    max_queued_per_user: int = Field(1000, ge=1, description="Unfinished tasks one user may have (429 above).")
+    max_queued_total: int = Field(20000, ge=1, description="Unfinished tasks in the whole service (503 above).")
+    retry_after_s: int = Field(5, ge=1, description="`Retry-After` sent with 429/503.")
+
+
+class QueueSettings(BaseSettings):
+    model_config = _config()
+
+    lease_s: float = Field(30.0, gt=0, description="How long a claimed task stays leased without a heartbeat.")
+    heartbeat_s: float = Field(10.0, gt=0, description="How often a running task's lease is extended.")
+    max_attempts: int = Field(3, ge=1, description="Attempts before a task fails for good.")
+    retry_backoff_s: float = Field(1.0, ge=0, description="Delay before a retryable failure runs again (doubles).")
+    poll_interval_s: float = Field(0.05, gt=0, description="How often the dispatcher looks for work when not woken.")
+    rescue_interval_s: float = Field(5.0, gt=0, description="How often expired leases are rescued.")
+    max_in_flight: int = Field(8, ge=1, description="Tasks one dispatcher runs at once.")
+
+
+class Settings(BaseModel):
+    """All settings of one Primscene process."""
+
+    general: GeneralSettings = Field(default_factory=GeneralSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+
+    @model_validator(mode="after")
+    def _refuse_weak_secrets_outside_development(self) -> Settings:
+        if self.general.environment is Environment.development:
+            return self
+        secret = self.auth.jwt_secret
+        if secret is None or len(secret.get_secret_value()) < MIN_SECRET_LENGTH:
+            raise ValueError(
+                f"PRIMSCENE_JWT_SECRET must be set to at least {MIN_SECRET_LENGTH} characters "
+                f"when PRIMSCENE_ENVIRONMENT={self.general.environment.value}"
+            )
+        return self
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url_or_default(self.general.data_dir)
+
+    def jwt_secret(self) -> str:
+        """The configured key, or in development a random one kept in the data dir across restarts."""
+        if self.auth.jwt_secret is not None:
+            return self.auth.jwt_secret.get_secret_value()
+        path = self.general.data_dir / "jwt-secret"
+        if not path.exists():
+            write_once(path, secrets.token_urlsafe(48))
+        return path.read_text().strip()
+
+
+def write_once(path: Path, text: str) -> None:
+    """Create `path` with `text`, owner-only, atomically; a concurrent writer that wins is kept."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
