@@ -1,0 +1,117 @@
+"""Shared fixtures: a migrated SQLite and PostgreSQL database, an app with a test pipeline, users.
+
+PostgreSQL is a real server (`make test` makes sure one runs); its URL can be changed with
+PRIMSCENE_TEST_POSTGRES_URL. Each test starts from empty tables.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from db import migrate
+from db.engine import SessionFactory, create_engine, session_factory
+from serve_app.api import create_app
+from serve_app.settings import AuthSettings, DatabaseSettings, GeneralSettings, LimitsSettings, QueueSettings, Settings
+from tests.support.api import create_user, login
+from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
+
+POSTGRES_URL = os.environ.get("PRIMSCENE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/primscene_test")
+ADMIN_PASSWORD = "admin-password-for-tests"
+BACKENDS = ["sqlite", "postgresql"]
+
+
+def run_outside_event_loop(fn, *args):
+    """Alembic's environment starts its own event loop; keep it off the tests' loop."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn, *args).result()
+
+
+@pytest.fixture(scope="session")
+def migrated_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    sqlite_url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'primscene.db'}"
+    run_outside_event_loop(migrate.downgrade, POSTGRES_URL)  # a clean slate from an earlier run
+    for url in (sqlite_url, POSTGRES_URL):
+        run_outside_event_loop(migrate.upgrade, url)
+    return {"sqlite": sqlite_url, "postgresql": POSTGRES_URL}
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_url(request: pytest.FixtureRequest, migrated_urls: dict[str, str]) -> str:
+    url = migrated_urls[request.param]
+    engine = create_engine(url)
+    async with engine.begin() as connection:
+        await connection.execute(text("DELETE FROM users"))  # cascades to tasks, inputs, results
+    await engine.dispose()
+    return url
+
+
+@pytest.fixture
+def postgres_url(migrated_urls: dict[str, str]) -> Iterator[str]:
+    """For tests of PostgreSQL-only behaviour (row locks, concurrent claimers)."""
+    yield migrated_urls["postgresql"]
+
+
+@pytest.fixture
+async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(database_url, pool_size=12)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+def sessions(engine: AsyncEngine) -> SessionFactory:
+    return session_factory(engine)
+
+
+def make_settings(database_url: str, data_dir: Path, **limits: int) -> Settings:
+    return Settings(
+        general=GeneralSettings(data_dir=data_dir),
+        database=DatabaseSettings(database_url=database_url),
+        auth=AuthSettings(admin_username="admin", admin_password=ADMIN_PASSWORD),
+        limits=LimitsSettings(**limits),
+        queue=QueueSettings(poll_interval_s=0.02, heartbeat_s=0.5, lease_s=5),
+    )
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return make_settings(database_url, tmp_path)
+
+
+@pytest.fixture
+def pipeline() -> BoundingBoxPipeline:
+    return BoundingBoxPipeline()
+
+
+@pytest.fixture
+async def client(settings: Settings, pipeline: BoundingBoxPipeline) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, models=BoundingBoxCatalog(), pipeline=pipeline)
+    async with LifespanManager(app) as manager:
+        transport = httpx.ASGITransport(app=manager.app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://primscene.test") as http:
+            yield http
+
+
+@dataclass
+class Users:
+    admin: dict[str, str]
+    alice: dict[str, str]
+    bob: dict[str, str]
+
+
+@pytest.fixture
+async def users(client: httpx.AsyncClient) -> Users:
+    admin = await login(client, "admin", ADMIN_PASSWORD)
+    alice = await create_user(client, admin, "alice", "alice-password-1")
+    bob = await create_user(client, admin, "bob", "bob-password-12")
+    return Users(admin=admin, alice=alice, bob=bob)

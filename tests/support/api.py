@@ -1,0 +1,38 @@
+"""Helpers that talk to the API the way a client would."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+
+API = "/api/v1"
+
+
+async def login(client: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:
+    response = await client.post(f"{API}/auth/token", data={"username": username, "password": password})
+    assert response.status_code == 200, response.text
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
+
+
+async def create_user(client: httpx.AsyncClient, admin: dict[str, str], username: str, password: str) -> dict[str, str]:
+    response = await client.post(f"{API}/users", json={"username": username, "password": password}, headers=admin)
+    assert response.status_code == 201, response.text
+    return await login(client, username, password)
+
+
+async def submit(client: httpx.AsyncClient, headers: dict[str, str], image: bytes, **extra_headers: str) -> httpx.Response:
+    return await client.post(
+        f"{API}/tasks", files={"image": ("upload.bin", image, "application/octet-stream")}, headers={**headers, **extra_headers}
+    )
+
+
+async def wait_until_finished(client: httpx.AsyncClient, headers: dict[str, str], task_id: str, timeout_s: float = 20) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        task = (await client.get(f"{API}/tasks/{task_id}", headers=headers)).json()
+        if task["status"] in ("succeeded", "failed"):
+            return task
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"task {task_id} did not finish within {timeout_s} s: {task}")

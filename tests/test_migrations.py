@@ -1,0 +1,68 @@
+"""The schema comes from Alembic migrations, on SQLite and PostgreSQL alike."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from asgi_lifespan import LifespanManager
+from sqlalchemy import inspect, text
+from sqlmodel import SQLModel
+
+from db import migrate
+from db.engine import create_engine
+from db.migrate import SchemaOutOfDate
+from serve_app.api import create_app
+from tests.conftest import POSTGRES_URL, make_settings, run_outside_event_loop
+from tests.support.pipeline import BoundingBoxCatalog
+
+TABLES = {"alembic_version", "users", "tasks", "task_inputs", "primitives", "scene_results"}
+SCRATCH_DB = "primscene_test_migrations"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
+    admin = create_engine(POSTGRES_URL.rsplit("/", 1)[0] + "/postgres")
+    async with admin.connect() as connection:
+        connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.execute(text(f"DROP DATABASE IF EXISTS {SCRATCH_DB}"))
+        await connection.execute(text(f"CREATE DATABASE {SCRATCH_DB}"))
+    await admin.dispose()
+    return POSTGRES_URL.rsplit("/", 1)[0] + f"/{SCRATCH_DB}"
+
+
+async def _tables_and_drift(url: str) -> tuple[set[str], list]:
+    engine = create_engine(url)
+
+    def inspect_sync(connection):
+        tables = set(inspect(connection).get_table_names())
+        drift = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+        return tables, drift
+
+    async with engine.connect() as connection:
+        result = await connection.run_sync(inspect_sync)
+    await engine.dispose()
+    return result
+
+
+async def test_migrations_build_the_models_schema_and_roll_back(empty_database: str) -> None:
+    run_outside_event_loop(migrate.upgrade, empty_database)
+    tables, drift = await _tables_and_drift(empty_database)
+    assert tables == TABLES
+    assert drift == []  # the tables the code uses are exactly what the migrations made
+    run_outside_event_loop(migrate.downgrade, empty_database)
+    tables, _ = await _tables_and_drift(empty_database)
+    assert tables == {"alembic_version"}
+    run_outside_event_loop(migrate.upgrade, empty_database)
+    assert (await _tables_and_drift(empty_database))[0] == TABLES
+
+
+async def test_app_refuses_an_unmigrated_database(empty_database: str, tmp_path: Path) -> None:
+    app = create_app(make_settings(empty_database, tmp_path), models=BoundingBoxCatalog())
+    with pytest.raises(SchemaOutOfDate, match="db.migrate"):
+        async with LifespanManager(app):
+            pass
