@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Makes sure a PostgreSQL server answers on $PGHOST:$PGPORT and that the test database exists.
+# On a machine without PostgreSQL it installs Debian's package, starts the cluster and lets
+# local TCP connections in without a password (test machines only).
+set -euo pipefail
+
+HOST=${PGHOST:-127.0.0.1}
+PORT=${PGPORT:-5432}
+DB=${PRIMSCENE_TEST_DB:-primscene_test}
+
+cluster_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1; }
+
+if ! pg_isready -h "$HOST" -p "$PORT" -q 2>/dev/null; then
+  if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(cluster_version)" ]; then
+    echo "PostgreSQL is not installed: installing Debian's package" >&2
+    apt-get update -q
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql
+    fresh_install=1
+  fi
+  version=$(cluster_version)
+  if [ -n "${fresh_install:-}" ]; then
+    # Tests connect as `postgres` over TCP without a password, as on the project machines.
+    hba=/etc/postgresql/$version/main/pg_hba.conf
+    grep -q "^host all postgres 127.0.0.1/32 trust" "$hba" || sed -i '1i host all postgres 127.0.0.1/32 trust' "$hba"
+  fi
+  echo "starting PostgreSQL $version" >&2
+  pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 60); do
+    pg_isready -h "$HOST" -p "$PORT" -q && break
+    sleep 0.5
+  done
+  pg_isready -h "$HOST" -p "$PORT"
+fi
+
+if ! psql -h "$HOST" -p "$PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
+  createdb -h "$HOST" -p "$PORT" -U postgres "$DB"
+  echo "created database $DB" >&2
+fi
