@@ -45,13 +45,17 @@ def migrated_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return {"sqlite": sqlite_url, "postgresql": POSTGRES_URL}
 
 
-@pytest.fixture(params=BACKENDS)
-async def database_url(request: pytest.FixtureRequest, migrated_urls: dict[str, str]) -> str:
-    url = migrated_urls[request.param]
+async def empty_tables(url: str) -> None:
     engine = create_engine(url)
     async with engine.begin() as connection:
         await connection.execute(text("DELETE FROM users"))  # cascades to tasks, inputs, results
     await engine.dispose()
+
+
+@pytest.fixture(params=BACKENDS)
+async def database_url(request: pytest.FixtureRequest, migrated_urls: dict[str, str]) -> str:
+    url = migrated_urls[request.param]
+    await empty_tables(url)
     return url
 
 

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from serve_app.api import create_app
 from serve_app.settings import AuthSettings, DatabaseSettings, GeneralSettings, Settings
+from tests.conftest import empty_tables
 from tests.support.api import login
 from tests.support.pipeline import BoundingBoxCatalog
 
@@ -66,14 +67,8 @@ def test_development_secret_is_random_private_and_kept(tmp_path: Path) -> None:
 async def test_first_admin_password_is_generated_and_shown_once_in_development(
     migrated_urls: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from db.engine import create_engine
-    from sqlalchemy import text
-
     url = migrated_urls["sqlite"]
-    engine = create_engine(url)
-    async with engine.begin() as connection:
-        await connection.execute(text("DELETE FROM users"))
-    await engine.dispose()
+    await empty_tables(url)
     settings = Settings(general=GeneralSettings(data_dir=tmp_path), database=DatabaseSettings(database_url=url))
     for start in (1, 2):
         app = create_app(settings, models=BoundingBoxCatalog())
@@ -87,14 +82,8 @@ async def test_first_admin_password_is_generated_and_shown_once_in_development(
 
 
 async def test_production_refuses_to_start_without_an_admin_password(migrated_urls: dict[str, str], tmp_path: Path) -> None:
-    from db.engine import create_engine
-    from sqlalchemy import text
-
     url = migrated_urls["sqlite"]
-    engine = create_engine(url)
-    async with engine.begin() as connection:
-        await connection.execute(text("DELETE FROM users"))
-    await engine.dispose()
+    await empty_tables(url)
     settings = Settings(
         general=GeneralSettings(environment="production", data_dir=tmp_path),
         database=DatabaseSettings(database_url=url),
