@@ -1,0 +1,168 @@
+"""The shipped models, through their runtime wrappers, on generated images they never saw."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
+from deployments.contract import Primitive
+from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
+from deployments.vocabulary import PRIMITIVES, SCENES
+from scripts.datagen.dataset import DEFAULT_SEED, Item, sample
+
+WEIGHTS = Path(__file__).parents[1] / "weights"
+DETECTOR = WEIGHTS / "primitive-detector.pt"
+CLASSIFIER = WEIGHTS / "scene-classifier.pt"
+# Two images of every scene from the held-out test split.
+TEST_ITEMS = [Item("test", i, DEFAULT_SEED) for i in range(2 * len(SCENES))]
+
+
+@pytest.fixture(scope="module")
+def detector() -> PrimitiveDetector:
+    return PrimitiveDetector(DetectorConfig(DETECTOR))
+
+
+@pytest.fixture(scope="module")
+def onnx_detector() -> PrimitiveDetector:
+    return PrimitiveDetector(DetectorConfig(DETECTOR, runtime="onnx"))
+
+
+@pytest.fixture(scope="module")
+def classifier() -> SceneClassifier:
+    return SceneClassifier(ClassifierConfig(CLASSIFIER))
+
+
+@pytest.fixture(scope="module")
+def samples():
+    return [sample(item) for item in TEST_ITEMS]
+
+
+def _truth(s) -> list[tuple[str, float, float, float]]:
+    """(class, centre x, centre y, shorter side), normalised like the detector's output."""
+    w, h = s.image.size
+    return [(o.shape.kind, o.box[0] / w, o.box[1] / h, min(o.box[2], o.box[3]) / max(w, h)) for o in s.objects]
+
+
+def test_detector_finds_the_primitives_of_unseen_scenes(detector: PrimitiveDetector, samples) -> None:
+    found = detector.predict([s.encoded for s in samples])
+    matched = total = 0
+    for s, primitives in zip(samples, found):
+        for kind, x, y, side in _truth(s):
+            total += 1
+            matched += any(p.class_name == kind and abs(p.x - x) + abs(p.y - y) < side / 2 for p in primitives)
+        assert all(0 <= p.confidence <= 1 and p.class_name in PRIMITIVES for p in primitives)
+    # A sanity bar; the real measure is scripts/evaluate.py (docs/evaluation.md).
+    assert matched / total >= 0.85, f"found {matched} of {total} primitives"
+
+
+def test_classifier_names_unseen_scenes_from_detected_primitives(detector, classifier: SceneClassifier, samples) -> None:
+    images = [s.encoded for s in samples]
+    scenes = classifier.predict(images, detector.predict(images))
+    correct = sum(scene.class_name == s.scene for scene, s in zip(scenes, samples))
+    assert correct >= len(samples) - 2, [(scene.class_name, s.scene) for scene, s in zip(scenes, samples)]
+    for scene in scenes:
+        assert len(scene.top_k) == 3 and scene.top_k[0].class_name == scene.class_name
+        assert scene.top_k[0].confidence >= scene.top_k[1].confidence >= scene.top_k[2].confidence
+
+
+def test_wrappers_take_bytes_arrays_and_pictures_alike(detector, classifier, samples) -> None:
+    s = samples[0]
+    as_bytes, as_array, as_picture = detector.predict([s.encoded, np.asarray(Image.open(io.BytesIO(s.encoded)).convert("RGB")), Image.open(io.BytesIO(s.encoded))])
+    assert as_bytes == as_array == as_picture
+    assert detector.predict([]) == [] and classifier.predict([], []) == []
+
+
+# Stated tolerance between runtimes (also in the model card): every box of either runtime with
+# confidence >= 0.5 has a twin in the other one of the same class, with centre and size within
+# 1% of the image, angle within 0.05 rad (modulo a quarter turn, which swaps width and height)
+# and confidence within 0.03.
+STRONG = 0.5
+
+
+def _twins(a: Primitive, b: Primitive) -> bool:
+    turn = abs((a.rotation - b.rotation + np.pi / 4) % (np.pi / 2) - np.pi / 4)
+    return (
+        a.class_id == b.class_id and abs(a.x - b.x) <= 0.01 and abs(a.y - b.y) <= 0.01
+        and abs(max(a.width, a.height) - max(b.width, b.height)) <= 0.01
+        and abs(min(a.width, a.height) - min(b.width, b.height)) <= 0.01
+        and abs(a.confidence - b.confidence) <= 0.03 and turn <= 0.05
+    )
+
+
+def test_onnx_runtime_gives_the_same_detections_as_pytorch(detector, onnx_detector, samples) -> None:
+    images = [s.encoded for s in samples]
+    compared = 0
+    for torch_found, onnx_found in zip(detector.predict(images), onnx_detector.predict(images)):
+        for mine, theirs in ((torch_found, onnx_found), (onnx_found, torch_found)):
+            for p in mine:
+                if p.confidence >= STRONG:
+                    compared += 1
+                    assert any(_twins(p, q) for q in theirs), p
+    assert compared >= len(images)
+
+
+def test_models_load_and_predict_without_any_network_call(tmp_path: Path) -> None:
+    """In a fresh interpreter with every socket connection refused and recorded."""
+    script = textwrap.dedent(f"""
+        import socket
+        attempts = []
+        def refuse(self, address, *args):
+            attempts.append(address)
+            raise OSError("network disabled by the test")
+        socket.socket.connect = refuse
+        socket.socket.connect_ex = refuse
+        socket.create_connection = lambda address, *a, **k: refuse(None, address)
+
+        from pathlib import Path
+        from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
+        from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
+        from scripts.datagen.dataset import Item, sample
+        image = sample(Item("test", 0, 7)).encoded
+        for runtime in ("pytorch", "onnx"):
+            detector = PrimitiveDetector(DetectorConfig(Path({str(DETECTOR)!r}), runtime=runtime))
+            found = detector.predict([image])
+        scenes = SceneClassifier(ClassifierConfig(Path({str(CLASSIFIER)!r}))).predict([image], found)
+        assert found[0] and scenes[0].class_name
+        assert not attempts, attempts
+        print("offline ok", len(found[0]), scenes[0].class_name)
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "offline ok" in result.stdout
+
+
+def test_deployment_batch_functions_without_ray(samples) -> None:
+    """What the batched Serve methods run, called directly (Ray's local mode has no batching)."""
+    from deployments.classifier import Classifier
+    from deployments.detector import Detector
+
+    detector = Detector.func_or_class(str(DETECTOR), "onnx")
+    classifier = Classifier.func_or_class(str(CLASSIFIER))
+    images = [s.encoded for s in samples[:3]]
+    detections = detector.predict_batch(images)
+    assert [d.model for d in detections] == [detector.model.version] * 3
+    scenes = classifier.predict_batch(images, [d.primitives for d in detections])
+    assert all(s.scene is not None and s.model.startswith("scene-classifier:") for s in scenes)
+    assert detector.info().kind == "detector" and classifier.info().kind == "classifier"
+
+
+def test_loading_ultralytics_leaves_image_checks_alone(detector) -> None:
+    """Ultralytics patches PIL.Image.open to install a HEIF plugin on unknown files; we undo it,
+    so a bad image still gets our clear refusal instead of a missing-module error."""
+    from deployments.contract import ImageRejected
+    from deployments.images import to_rgb
+    from serve_app.uploads import UploadRejected, validate_image
+
+    with pytest.raises(UploadRejected) as refused:
+        validate_image(b"\xff\xd8\xff" + b"\0" * 64, max_bytes=10**6, max_pixels=10**6)
+    assert refused.value.status_code == 422
+    with pytest.raises(ImageRejected):
+        to_rgb(b"definitely not an image")
