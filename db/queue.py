@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import UNFINISHED, Primitive, SceneResult, Task, TaskInput, TaskStatus
+from db.notify import notify_new_task
 from db.types import utcnow
 
 MAX_ERROR_LENGTH = 1000
@@ -101,6 +102,7 @@ async def enqueue(
         session.add(task)
         await session.flush()  # the input's foreign key needs the task row first
         session.add(stored)
+        await notify_new_task(session)
         await session.commit()
     except IntegrityError:
         # Another request with the same key won the race: answer with its task.

@@ -9,7 +9,8 @@ from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI
 
-from db.engine import create_engine, session_factory
+from db.engine import create_engine, is_sqlite, session_factory
+from db.notify import TaskListener
 from db.migrate import check_schema
 from deployments.contract import ModelCatalog, Pipeline
 from serve_app.body_limit import BodySizeLimit
@@ -41,7 +42,15 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
             await check_schema(engine)
             sessions = session_factory(engine)
             await ensure_admin(sessions, settings)
-            dispatcher = Dispatcher(sessions, pipeline, settings.queue) if pipeline is not None else None
+            dispatcher = listener = None
+            if pipeline is not None:
+                queue_settings = settings.queue
+                if not is_sqlite(settings.database_url):
+                    # NOTIFY wakes the dispatcher; polling is only the safety net.
+                    queue_settings = queue_settings.model_copy(update={"poll_interval_s": queue_settings.listen_poll_interval_s})
+                dispatcher = Dispatcher(sessions, pipeline, queue_settings)
+                if not is_sqlite(settings.database_url):
+                    listener = TaskListener(settings.database_url, dispatcher.wake)
             app.state.services = Services(
                 settings=settings,
                 engine=engine,
@@ -52,9 +61,13 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
             )
             if dispatcher is not None:
                 dispatcher.start()
+            if listener is not None:
+                listener.start()
             try:
                 yield
             finally:
+                if listener is not None:
+                    await listener.stop()
                 if dispatcher is not None:
                     await dispatcher.stop()
         finally:

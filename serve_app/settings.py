@@ -11,6 +11,8 @@ from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_LENGTH = 32
+# Relative to the project, not the working directory: Ray workers may run elsewhere.
+DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "var"
 
 
 def _config() -> SettingsConfigDict:
@@ -29,7 +31,7 @@ class GeneralSettings(BaseSettings):
         Environment.development,
         description="`development` allows generated secrets; anything else requires real ones.",
     )
-    data_dir: Path = Field(Path("var"), description="Where the embedded database and generated secrets live.")
+    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where the embedded database and generated secrets live.")
 
 
 class DatabaseSettings(BaseSettings):
@@ -79,6 +81,9 @@ class QueueSettings(BaseSettings):
     max_attempts: int = Field(3, ge=1, description="Attempts before a task fails for good.")
     retry_backoff_s: float = Field(1.0, ge=0, description="Delay before a retryable failure runs again (doubles).")
     poll_interval_s: float = Field(0.05, gt=0, description="How often the dispatcher looks for work when not woken.")
+    listen_poll_interval_s: float = Field(
+        1.0, gt=0, description="The same on PostgreSQL, where LISTEN/NOTIFY wakes the dispatcher at once."
+    )
     rescue_interval_s: float = Field(5.0, gt=0, description="How often expired leases are rescued.")
     max_in_flight: int = Field(8, ge=1, description="Tasks one dispatcher runs at once.")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from sqlalchemy import func, select
 
 from db import queue
@@ -30,6 +32,14 @@ async def submit_images(sessions, owner, images: list[bytes], max_attempts: int 
             task, _ = await queue.enqueue(session, owner_id=owner, upload=upload, max_attempts=max_attempts, bounds=BOUNDS)
         ids.append(task.id)
     return ids
+
+
+async def until_succeeded(sessions, task_id, timeout_s: float = 5) -> None:
+    for _ in range(int(timeout_s / 0.025)):
+        if (await get_task(sessions, task_id)).status == "succeeded":
+            return
+        await asyncio.sleep(0.025)
+    raise AssertionError(f"task {task_id} did not succeed within {timeout_s} s")
 
 
 async def statuses(sessions) -> dict:
@@ -168,10 +178,26 @@ async def test_dispatcher_wakes_promptly_when_told(sessions) -> None:
         await asyncio.sleep(0.1)  # first round done; now it would sleep 30 s
         [task_id] = await submit_images(sessions, owner, [rectangle_image()])
         dispatcher.wake()
-        for _ in range(200):
-            if (await get_task(sessions, task_id)).status == "succeeded":
-                break
-            await asyncio.sleep(0.025)
-        assert (await get_task(sessions, task_id)).status == "succeeded"
+        await until_succeeded(sessions, task_id)
     finally:
+        await dispatcher.stop()
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+async def test_postgres_notify_wakes_an_idle_dispatcher(sessions, database_url: str) -> None:
+    """A task enqueued by another process starts without waiting for the next poll."""
+    from db.notify import TaskListener
+
+    owner = await make_user(sessions)
+    dispatcher = Dispatcher(sessions, BoundingBoxPipeline(), fast_settings(poll_interval_s=30))
+    listener = TaskListener(database_url, dispatcher.wake)
+    dispatcher.start()
+    listener.start()
+    try:
+        await asyncio.wait_for(listener.connected.wait(), 10)
+        await asyncio.sleep(0.1)  # the dispatcher has looked once and now sleeps for 30 s
+        [task_id] = await submit_images(sessions, owner, [rectangle_image()])
+        await until_succeeded(sessions, task_id)
+    finally:
+        await listener.stop()
         await dispatcher.stop()
