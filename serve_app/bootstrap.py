@@ -8,7 +8,8 @@ import secrets
 from starlette.concurrency import run_in_threadpool
 
 from db import users
-from db.engine import SessionFactory
+from db.engine import SessionFactory, create_engine, session_factory
+from db.migrate import check_schema
 from serve_app.security import hash_password
 from serve_app.settings import Environment, Settings, write_once
 
@@ -37,3 +38,28 @@ async def ensure_admin(sessions: SessionFactory, settings: Settings) -> None:
         write_once(path, password + "\n")
         print(f"Primscene: created administrator {username!r} with password {password!r} (also in {path})", flush=True)
     log.info("created administrator %r", username)
+
+
+async def _prepare_and_describe(settings: Settings) -> str:
+    """Create the first admin if needed (with the configured or a generated password) and say
+    how to log in."""
+    engine = create_engine(settings.database_url)
+    try:
+        await check_schema(engine)
+        await ensure_admin(session_factory(engine), settings)
+    finally:
+        await engine.dispose()
+    password_file = settings.general.data_dir / ADMIN_PASSWORD_FILE
+    if settings.auth.admin_password is not None:
+        password = "(the value of PRIMSCENE_ADMIN_PASSWORD)"
+    elif password_file.exists():
+        password = password_file.read_text().strip()
+    else:
+        password = "(set when the administrator was first created)"
+    return f"administrator: {settings.auth.admin_username} / {password}"
+
+
+if __name__ == "__main__":
+    import asyncio
+
+    print(asyncio.run(_prepare_and_describe(Settings())))

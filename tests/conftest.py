@@ -36,6 +36,18 @@ def run_outside_event_loop(fn, *args):
         return pool.submit(fn, *args).result()
 
 
+async def fresh_postgres_database(name: str) -> str:
+    """Drop and create a database next to the test database; returns its URL (not migrated)."""
+    server = POSTGRES_URL.rsplit("/", 1)[0]
+    admin = create_engine(f"{server}/postgres")
+    async with admin.connect() as connection:
+        connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+        await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        await connection.execute(text(f'CREATE DATABASE "{name}"'))
+    await admin.dispose()
+    return f"{server}/{name}"
+
+
 @pytest.fixture(scope="session")
 def migrated_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     sqlite_url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'primscene.db'}"

@@ -8,14 +8,14 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from asgi_lifespan import LifespanManager
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
 from db import migrate
 from db.engine import create_engine
 from db.migrate import SchemaOutOfDate
 from serve_app.api import create_app
-from tests.conftest import POSTGRES_URL, make_settings, run_outside_event_loop
+from tests.conftest import fresh_postgres_database, make_settings, run_outside_event_loop
 from tests.support.pipeline import BoundingBoxCatalog
 
 TABLES = {"alembic_version", "users", "tasks", "task_inputs", "primitives", "scene_results"}
@@ -26,13 +26,7 @@ SCRATCH_DB = "primscene_test_migrations"
 async def empty_database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'empty.db'}"
-    admin = create_engine(POSTGRES_URL.rsplit("/", 1)[0] + "/postgres")
-    async with admin.connect() as connection:
-        connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        await connection.execute(text(f"DROP DATABASE IF EXISTS {SCRATCH_DB}"))
-        await connection.execute(text(f"CREATE DATABASE {SCRATCH_DB}"))
-    await admin.dispose()
-    return POSTGRES_URL.rsplit("/", 1)[0] + f"/{SCRATCH_DB}"
+    return await fresh_postgres_database(SCRATCH_DB)
 
 
 async def _tables_and_drift(url: str) -> tuple[set[str], list]:

@@ -1,0 +1,60 @@
+"""The Ray Serve application: `serve run configs/local.yaml`, or `serve run serve_app.app:build_app`.
+
+`build_app` takes the `args:` of a Serve config; `app` is the same application with defaults,
+for `serve build serve_app.app:app`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from ray.serve import Application
+
+from deployments.classifier import Classifier
+from deployments.detector import Detector
+from deployments.pipeline import Pipeline
+from serve_app.ingress import Ingress
+from serve_app.settings import DatabaseSettings, GeneralSettings, LimitsSettings, Settings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+WEIGHTS = PROJECT_ROOT / "weights"
+
+
+class AppArgs(BaseModel):
+    """What a Serve config's `args:` may set. Anything else comes from PRIMSCENE_* variables."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    database_url: str | None = Field(None, description="Unset: PRIMSCENE_DATABASE_URL, else the embedded SQLite file.")
+    data_dir: Path | None = Field(None, description="Unset: PRIMSCENE_DATA_DIR, else var/ in the project.")
+    detector_weights: Path = WEIGHTS / "primitive-detector.pt"
+    classifier_weights: Path = WEIGHTS / "scene-classifier.pt"
+    runtime: Literal["pytorch", "onnx"] = Field("onnx", description="Detector runtime.")
+    model_threads: int = Field(1, ge=1, description="Torch/ONNX threads per model replica.")
+    max_upload_bytes: int | None = None
+    max_queued_per_user: int | None = None
+    max_queued_total: int | None = None
+
+    def settings(self) -> Settings:
+        """Environment settings, with what the args set on top."""
+        general = GeneralSettings(**({"data_dir": self.data_dir} if self.data_dir else {}))
+        database = DatabaseSettings(**({"database_url": self.database_url} if self.database_url else {}))
+        limits = {k: v for k, v in {
+            "max_upload_bytes": self.max_upload_bytes,
+            "max_queued_per_user": self.max_queued_per_user,
+            "max_queued_total": self.max_queued_total,
+        }.items() if v is not None}
+        return Settings(general=general, database=database, limits=LimitsSettings(**limits))
+
+
+def build_app(args: dict | AppArgs | None = None) -> Application:
+    args = AppArgs.model_validate(args or {})
+    detector = Detector.bind(str(args.detector_weights), args.runtime, args.model_threads)
+    classifier = Classifier.bind(str(args.classifier_weights), args.model_threads)
+    pipeline = Pipeline.bind(detector, classifier)
+    return Ingress.bind(args.settings(), pipeline, detector, classifier)
+
+
+app = build_app()

@@ -1,0 +1,23 @@
+"""The Ingress deployment: serves the FastAPI app and runs the dispatcher that feeds queued tasks
+into the Pipeline deployment."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from ray import serve
+from ray.serve.handle import DeploymentHandle
+
+from serve_app.api import create_app
+from serve_app.ray_models import ServeModelCatalog, ServePipeline
+from serve_app.settings import Settings
+
+
+@serve.deployment(name="Ingress", max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.2})
+@serve.ingress()
+class Ingress:
+    def __init__(self, settings: Settings, pipeline: DeploymentHandle, detector: DeploymentHandle, classifier: DeploymentHandle) -> None:
+        self._app = create_app(settings, models=ServeModelCatalog(detector, classifier), pipeline=ServePipeline(pipeline))
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        # Built per replica, after the constructor, so the app can use the handles above.
+        return self._app

@@ -1,0 +1,105 @@
+"""Faults the service survives on a real Ray cluster: a killed model replica, an application
+restart with work in flight, a flood of submissions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import ray
+from ray import serve
+from sqlalchemy import text
+
+from db.engine import create_engine
+from tests.conftest import ADMIN_PASSWORD, run_outside_event_loop
+from tests.serve.conftest import APP, QUEUE_BOUND, Service
+from tests.serve.support import API, held_out_image, submit, wait_for
+
+
+def _replica_actors(deployment: str) -> list:
+    names = [a["name"] for a in ray.util.list_named_actors(all_namespaces=True)]
+    return [ray.get_actor(n, namespace="serve") for n in names if n.startswith(f"SERVE_REPLICA::{APP}#{deployment}#")]
+
+
+def _result_rows(database_url: str, task_ids: list[str]) -> dict[str, int]:
+    async def count() -> dict[str, int]:
+        engine = create_engine(database_url)
+        async with engine.connect() as connection:
+            rows = await connection.execute(text("SELECT CAST(task_id AS TEXT), COUNT(*) FROM scene_results GROUP BY task_id"))
+            found = {str(task_id).replace("-", ""): n for task_id, n in rows}
+        await engine.dispose()
+        return found
+
+    found = run_outside_event_loop(asyncio.run, count())
+    return {t: found.get(t.replace("-", ""), 0) for t in task_ids}
+
+
+def _submit_many(service: Service, token: dict[str, str], count: int) -> list[str]:
+    """Submit `count` images at once (16 connections), so that many wait in the queue."""
+
+    async def submit_all() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=service.url, timeout=60, limits=httpx.Limits(max_connections=16)) as client:
+            return await asyncio.gather(*(
+                client.post(f"{API}/tasks", files={"image": ("i", held_out_image(20 + i % 14).encoded)}, headers=token)
+                for i in range(count)
+            ))
+
+    responses = run_outside_event_loop(asyncio.run, submit_all())
+    assert [r.status_code for r in responses] == [202] * count
+    return [r.json()["id"] for r in responses]
+
+
+def _count(http: httpx.Client, token: dict[str, str], status: str) -> int:
+    return http.get(f"{API}/tasks", params={"status": status, "limit": 1}, headers=token).json()["total"]
+
+
+def test_killed_detector_replica_loses_no_task(http: httpx.Client, token: dict[str, str], service: Service) -> None:
+    ids = _submit_many(service, token, 36)
+    running = _count(http, token, "running")
+    queued = _count(http, token, "queued")
+    [detector] = _replica_actors("Detector")
+    ray.kill(detector, no_restart=True)
+    started = time.perf_counter()
+    assert running > 0, "nothing was running when the replica was killed"
+    finished = wait_for(http, token, ids, timeout_s=180)
+    statuses = [t["status"] for t in finished.values()]
+    retried = sum(t["attempts"] > 1 for t in finished.values())
+    print(f"\nkilled the detector with {running} tasks running and {queued} queued: "
+          f"{statuses.count('succeeded')}/{len(ids)} succeeded, {retried} needed a second attempt, "
+          f"all finished {time.perf_counter() - started:.1f} s after the kill")
+    assert statuses == ["succeeded"] * len(ids)
+    assert set(_result_rows(service.database_url, ids).values()) == {1}  # one result each, none lost or doubled
+
+
+def test_application_restart_finishes_queued_and_running_tasks(http: httpx.Client, token: dict[str, str], service: Service) -> None:
+    ids = _submit_many(service, token, 36)
+    running, queued = _count(http, token, "running"), _count(http, token, "queued")
+    serve.delete(APP)  # the whole application goes away with work queued and running
+    service.deploy()
+    with service.client() as fresh:
+        login = fresh.post(f"{API}/auth/token", data={"username": "admin", "password": ADMIN_PASSWORD}).json()
+        headers = {"Authorization": f"Bearer {login['access_token']}"}
+        finished = wait_for(fresh, headers, ids, timeout_s=180)
+    print(f"\napplication deleted with {running} tasks running and {queued} queued; after the restart "
+          f"{sum(t['status'] == 'succeeded' for t in finished.values())}/{len(ids)} succeeded")
+    assert running + queued > 0
+    assert [t["status"] for t in finished.values()] == ["succeeded"] * len(ids)
+    assert set(_result_rows(service.database_url, ids).values()) == {1}
+
+
+def test_flood_beyond_the_queue_bound_is_refused_cleanly(service: Service, token: dict[str, str]) -> None:
+    image = held_out_image(3).encoded
+
+    async def flood() -> list[httpx.Response]:
+        limits = httpx.Limits(max_connections=64)
+        async with httpx.AsyncClient(base_url=service.url, timeout=60, limits=limits) as client:
+            return await asyncio.gather(*(client.post(f"{API}/tasks", files={"image": ("i", image)}, headers=token) for _ in range(150)))
+
+    responses = run_outside_event_loop(asyncio.run, flood())
+    codes = [r.status_code for r in responses]
+    refused = [r for r in responses if r.status_code in (429, 503)]
+    print(f"\nflood of 150 (bound: {QUEUE_BOUND} unfinished per user): {codes.count(202)} accepted, {len(refused)} refused ({sorted(set(codes))})")
+    assert set(codes) <= {202, 429, 503}
+    assert refused, "the queue bound was never reached"
+    assert all(int(r.headers["Retry-After"]) > 0 for r in refused)
