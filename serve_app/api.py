@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from fastapi import APIRouter, FastAPI
 
-from db.engine import create_engine, is_sqlite, session_factory
+from db.engine import SessionFactory, create_engine, is_sqlite, session_factory
 from db.notify import TaskListener
 from db.migrate import check_schema
 from deployments.contract import ModelCatalog, Pipeline
@@ -28,6 +28,30 @@ API_PREFIX = "/api/v1"
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
+@asynccontextmanager
+async def _dispatching(settings: Settings, sessions: SessionFactory, pipeline: Pipeline | None) -> AsyncIterator[Dispatcher | None]:
+    """Run a dispatcher for the app's lifetime (none without a pipeline). On PostgreSQL it is
+    woken by NOTIFY and only polls as a safety net."""
+    if pipeline is None:
+        yield None
+        return
+    notified = not is_sqlite(settings.database_url)
+    queue_settings = settings.queue
+    if notified:
+        queue_settings = queue_settings.model_copy(update={"poll_interval_s": queue_settings.listen_poll_interval_s})
+    dispatcher = Dispatcher(sessions, pipeline, queue_settings)
+    listener = TaskListener(settings.database_url, dispatcher.wake) if notified else None
+    dispatcher.start()
+    if listener is not None:
+        listener.start()
+    try:
+        yield dispatcher
+    finally:
+        if listener is not None:
+            await listener.stop()
+        await dispatcher.stop()
+
+
 def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeline: Pipeline | None = None) -> FastAPI:
     """Build the app. With a `pipeline`, the app also runs a dispatcher that feeds it queued tasks."""
     settings = settings or Settings()
@@ -42,34 +66,16 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
             await check_schema(engine)
             sessions = session_factory(engine)
             await ensure_admin(sessions, settings)
-            dispatcher = listener = None
-            if pipeline is not None:
-                queue_settings = settings.queue
-                if not is_sqlite(settings.database_url):
-                    # NOTIFY wakes the dispatcher; polling is only the safety net.
-                    queue_settings = queue_settings.model_copy(update={"poll_interval_s": queue_settings.listen_poll_interval_s})
-                dispatcher = Dispatcher(sessions, pipeline, queue_settings)
-                if not is_sqlite(settings.database_url):
-                    listener = TaskListener(settings.database_url, dispatcher.wake)
-            app.state.services = Services(
-                settings=settings,
-                engine=engine,
-                sessions=sessions,
-                tokens=TokenCodec(settings.jwt_secret(), timedelta(minutes=settings.auth.access_token_ttl_minutes)),
-                models=models,
-                dispatcher=dispatcher,
-            )
-            if dispatcher is not None:
-                dispatcher.start()
-            if listener is not None:
-                listener.start()
-            try:
+            async with _dispatching(settings, sessions, pipeline) as dispatcher:
+                app.state.services = Services(
+                    settings=settings,
+                    engine=engine,
+                    sessions=sessions,
+                    tokens=TokenCodec(settings.jwt_secret(), timedelta(minutes=settings.auth.access_token_ttl_minutes)),
+                    models=models,
+                    dispatcher=dispatcher,
+                )
                 yield
-            finally:
-                if listener is not None:
-                    await listener.stop()
-                if dispatcher is not None:
-                    await dispatcher.stop()
         finally:
             await engine.dispose()
 
