@@ -14,7 +14,7 @@ from sqlalchemy import text
 from db.engine import create_engine
 from tests.conftest import ADMIN_PASSWORD, run_outside_event_loop
 from tests.serve.conftest import APP, QUEUE_BOUND, Service
-from tests.serve.support import API, held_out_image, submit, wait_for
+from tests.serve.support import API, held_out_image, wait_for
 
 
 def _replica_actors(deployment: str) -> list:
