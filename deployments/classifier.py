@@ -5,19 +5,19 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import torch
 from ray import serve
 
 from deployments.user_config import ClassifierUserConfig
 from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
 from deployments.contract import ModelInfo, ModelPrediction, Primitive
+from deployments.cpu import share_cpu
 from deployments.images import WARM_UP_IMAGE, ImageInput
 
 
 @serve.deployment(name="Classifier", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.3})
 class Classifier:
-    def __init__(self, weights: str, threads: int = 1) -> None:
-        torch.set_num_threads(threads)
+    def __init__(self, weights: str, threads: int = 1, niceness: int = 0) -> None:
+        share_cpu(threads, niceness)
         self.model = SceneClassifier(ClassifierConfig(Path(weights)))
         self.model.predict([WARM_UP_IMAGE], [[]])
 

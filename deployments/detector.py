@@ -10,18 +10,18 @@ from ray import serve
 
 from deployments.user_config import DetectorUserConfig
 from deployments.contract import ModelInfo, ModelPrediction
+from deployments.cpu import share_cpu
 from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
 from deployments.images import WARM_UP_IMAGE, ImageInput
 
 
 @serve.deployment(name="Detector", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5})
 class Detector:
-    def __init__(self, weights: str, runtime: str = "pytorch", threads: int = 1) -> None:
-        # Ray gives a replica a fraction of a CPU; more torch threads than that only fight.
-        torch.set_num_threads(threads)
+    def __init__(self, weights: str, runtime: str = "pytorch", threads: int = 1, niceness: int = 0) -> None:
+        share_cpu(threads, niceness)
         # Ray hides GPUs from replicas that were given none (ray_actor_options.num_gpus).
         device = "cuda" if runtime == "pytorch" and torch.cuda.is_available() else "cpu"
-        self.model = PrimitiveDetector(DetectorConfig(Path(weights), runtime=runtime, device=device))
+        self.model = PrimitiveDetector(DetectorConfig(Path(weights), runtime=runtime, device=device, threads=threads))
         self.model.predict([WARM_UP_IMAGE])  # the first call builds runtime state: not in a user's request
 
     def reconfigure(self, user_config: dict) -> None:

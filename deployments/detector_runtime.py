@@ -1,7 +1,9 @@
 """The primitive detector: a batch of images in, oriented boxes in the API's form out.
 
-Runs the shipped Ultralytics YOLO-OBB checkpoint with PyTorch, or its ONNX export with ONNX
-Runtime; both go through the same Ultralytics pre- and post-processing (letterbox, NMS).
+The same steps for every runtime: Ultralytics' letterbox to a square input, the network on the
+chosen backend (PyTorch, ONNX Runtime or OpenVINO), Ultralytics' rotated NMS, and boxes scaled
+back to each image. Doing this here rather than through `YOLO.predict` keeps one code path for
+all runtimes and lets each run with the threads its replica owns.
 """
 
 from __future__ import annotations
@@ -9,37 +11,38 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+
+import numpy as np
 
 from deployments import offline
 from deployments.contract import ModelInfo, Primitive
+from deployments.detector_backends import Runtime, load_backend
 from deployments.images import ImageInput, to_rgb
-
-Runtime = Literal["pytorch", "onnx"]
-WEIGHT_SUFFIX = {"pytorch": ".pt", "onnx": ".onnx"}
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    weights: Path  # the .pt checkpoint; the .onnx and .json sit beside it
+    weights: Path  # the .pt checkpoint; the exports and the .json sit beside it
     runtime: Runtime = "pytorch"
     confidence: float = 0.25
     iou: float = 0.5  # NMS overlap above which the weaker box is dropped
     max_detections: int = 100
     device: str = "cpu"  # "cuda" where a GPU is present (PyTorch runtime)
+    threads: int = 1  # CPU threads for the network
 
 
 class PrimitiveDetector:
     def __init__(self, config: DetectorConfig) -> None:
         offline.configure_ultralytics()
-        from ultralytics import YOLO
+        from ultralytics.data.augment import LetterBox
 
         self.config = config
         self.thresholds(config.confidence, config.iou, config.max_detections)
         self.meta = json.loads(config.weights.with_suffix(".json").read_text())
         self.classes: list[str] = self.meta["classes"]
         self.imgsz: int = self.meta["imgsz"]
-        self._model = YOLO(str(config.weights.with_suffix(WEIGHT_SUFFIX[config.runtime])), task="obb")
+        self._letterbox = LetterBox((self.imgsz, self.imgsz), auto=False, stride=32)
+        self._network = load_backend(config.weights, config.runtime, config.threads, config.device)
 
     def thresholds(self, confidence: float, iou: float, max_detections: int) -> None:
         """Change the confidence and NMS thresholds (takes effect on the next batch)."""
@@ -56,23 +59,31 @@ class PrimitiveDetector:
         """Primitives per image, most confident first; coordinates normalised to each image."""
         if not images:
             return []
-        pictures = [to_rgb(image) for image in images]
-        results = self._model.predict(
-            pictures, imgsz=self.imgsz, conf=self.confidence, iou=self.iou,
-            max_det=self.max_detections, device=self.config.device, verbose=False,
-        )
-        return [self._primitives(result) for result in results]
+        from ultralytics.utils.nms import non_max_suppression
 
-    def _primitives(self, result) -> list[Primitive]:
-        height, width = result.orig_shape
-        obb = result.obb
-        found = []
-        for (cx, cy, w, h, rotation), confidence, cls in zip(obb.xywhr.tolist(), obb.conf.tolist(), obb.cls.tolist()):
-            found.append(
-                Primitive(
-                    class_id=int(cls), class_name=self.classes[int(cls)],
-                    x=cx / width, y=cy / height, width=w / width, height=h / height,
-                    rotation=rotation, confidence=min(1.0, max(0.0, confidence)),
-                )
+        pictures = [np.asarray(to_rgb(image)) for image in images]
+        batch = np.stack([self._letterbox(image=picture) for picture in pictures])
+        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32) / 255
+        raw = self._network(batch)
+        kept = non_max_suppression(
+            raw, self.confidence, self.iou, max_det=self.max_detections, nc=len(self.classes), rotated=True,
+        )
+        return [self._primitives(rows, picture.shape[:2]) for rows, picture in zip(kept, pictures)]
+
+    def _primitives(self, rows, shape: tuple[int, int]) -> list[Primitive]:
+        """NMS rows (x, y, w, h, confidence, class, angle) in letterbox pixels → API primitives."""
+        from ultralytics.utils import ops
+
+        height, width = shape
+        boxes = ops.scale_boxes((self.imgsz, self.imgsz), rows[:, :4].clone(), shape, xywh=True)
+        found = [
+            Primitive(
+                class_id=int(cls), class_name=self.classes[int(cls)],
+                x=cx / width, y=cy / height, width=w / width, height=h / height,
+                rotation=rotation, confidence=min(1.0, max(0.0, confidence)),
             )
+            for (cx, cy, w, h), confidence, cls, rotation in zip(
+                boxes.tolist(), rows[:, 4].tolist(), rows[:, 5].tolist(), rows[:, 6].tolist()
+            )
+        ]
         return sorted(found, key=lambda p: -p.confidence)

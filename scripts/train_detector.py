@@ -1,8 +1,12 @@
 """Train the primitive detector (Ultralytics YOLO11n-OBB, built from its YAML, no download) on CPU.
 
-    python scripts/train_detector.py --data data/synthetic/data.yaml --epochs 30 --imgsz 320
+    python scripts/train_detector.py --epochs 8 --fraction 0.5 --out runs/stage1          # from scratch
+    python scripts/train_detector.py --init runs/stage1/primitive-detector.pt --epochs 8 --lr0 0.001
 
-Writes the best checkpoint to weights/primitive-detector.pt, its ONNX export beside it, and
+(the shipped weights' recipe, weights/primitive-detector.md). `--init` trains one of our own
+checkpoints further; the JSON beside the result adds up the stages.
+
+Writes the best checkpoint to weights/primitive-detector.pt, its ONNX and OpenVINO exports beside it, and
 weights/primitive-detector.json (what the runtime needs to know about it).
 """
 
@@ -21,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file fr
 
 from deployments import offline  # noqa: E402  (before ultralytics)
 from deployments.vocabulary import PRIMITIVES  # noqa: E402
+from scripts.export_detector import export  # noqa: E402
 
 ARCHITECTURE = "yolo11n-obb.yaml"
 NAME = "primitive-detector"
@@ -37,18 +42,31 @@ def _install_font() -> None:
         shutil.copy(system_font, target)
 
 
-def train(data: Path, *, epochs: int, imgsz: int, batch: int, out: Path, runs: Path, fraction: float, workers: int, version: str, validate: bool = True) -> dict:
+def _use_all_cores() -> None:
+    """Ultralytics trains on CPU with cpu_count - 1 torch threads: one thread on a 2-core machine."""
+    import os
+
+    from ultralytics.utils import torch_utils
+
+    torch_utils.NUM_THREADS = os.cpu_count() or 1
+
+
+def train(data: Path, *, epochs: int, imgsz: int, batch: int, out: Path, runs: Path, fraction: float, workers: int, version: str,
+          validate: bool = True, init: Path | None = None, lr0: float = 0.002) -> dict:
     offline.configure_ultralytics()
     _install_font()
+    _use_all_cores()
     dataset = yaml.safe_load(data.read_text())
     from ultralytics import YOLO
 
-    model = YOLO(ARCHITECTURE, task="obb")
+    # A fresh network from the YAML, or one of our own checkpoints to train further (never a hub name).
+    model = YOLO(str(init) if init else ARCHITECTURE, task="obb")
+    previous = _previous_training(init)
     started = time.perf_counter()
     model.train(
         data=str(data), epochs=epochs, imgsz=imgsz, batch=batch, device="cpu", workers=workers, amp=False,
         plots=False, project=str(runs.resolve()), name=NAME, exist_ok=True, seed=0, deterministic=True,
-        fraction=fraction, optimizer="AdamW", lr0=0.002, cos_lr=True, warmup_epochs=1, close_mosaic=max(1, epochs // 5),
+        fraction=fraction, optimizer="AdamW", lr0=lr0, cos_lr=True, warmup_epochs=0 if init else 1, close_mosaic=max(1, epochs // 5),
         patience=epochs, verbose=False, val=validate,
     )
     minutes = (time.perf_counter() - started) / 60
@@ -56,22 +74,30 @@ def train(data: Path, *, epochs: int, imgsz: int, batch: int, out: Path, runs: P
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{NAME}.pt"
     shutil.copy(best, weights)
-    trained = YOLO(str(weights), task="obb")
-    onnx_path = Path(trained.export(format="onnx", imgsz=imgsz, dynamic=False, simplify=True, device="cpu"))
-    shutil.move(onnx_path, out / f"{NAME}.onnx")
     meta = {
         "name": NAME,
         "version": version,
         "architecture": ARCHITECTURE,
         "classes": list(PRIMITIVES),
         "imgsz": imgsz,
-        "epochs": epochs,
+        "epochs": epochs + previous.get("epochs", 0),
         "train_fraction": fraction,
-        "train_minutes": round(minutes, 1),
+        "train_minutes": round(minutes + previous.get("train_minutes", 0), 1),
+        "stages": previous.get("stages", []) + [{"init": init.name if init else ARCHITECTURE, "epochs": epochs, "fraction": fraction, "lr0": lr0, "minutes": round(minutes, 1)}],
         "data_seed": dataset.get("seed"),
         "train_images": round(fraction * len(list((data.parent / "labels" / "train").glob("*.txt")))),
     }
     (out / f"{NAME}.json").write_text(json.dumps(meta, indent=2) + "\n")
+    export(weights, data)  # ONNX, OpenVINO and OpenVINO INT8 beside the checkpoint
+    return meta
+
+
+def _previous_training(init: Path | None) -> dict:
+    """What the starting checkpoint had already been through (read from its JSON), so totals add up."""
+    if init is None or not init.with_suffix(".json").exists():
+        return {}
+    meta = json.loads(init.with_suffix(".json").read_text())
+    meta.setdefault("stages", [{"init": ARCHITECTURE, "epochs": meta.get("epochs", 0), "fraction": meta.get("train_fraction"), "minutes": meta.get("train_minutes")}])
     return meta
 
 
@@ -86,11 +112,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("weights"))
     parser.add_argument("--runs", type=Path, default=Path("runs"))
     parser.add_argument("--version", default="1.0.0")
+    parser.add_argument("--init", type=Path, help="our own checkpoint to train further (default: a fresh network from the YAML)")
+    parser.add_argument("--lr0", type=float, default=0.002, help="initial learning rate (AdamW, cosine decay)")
     parser.add_argument("--no-val", action="store_true", help="validate only after the last epoch (faster)")
     args = parser.parse_args()
     meta = train(
         args.data, epochs=args.epochs, imgsz=args.imgsz, batch=args.batch, out=args.out, runs=args.runs,
         fraction=args.fraction, workers=args.workers, version=args.version, validate=not args.no_val,
+        init=args.init, lr0=args.lr0,
     )
     print(json.dumps(meta, indent=2))
 

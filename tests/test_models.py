@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from PIL import Image
 
 from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
 from deployments.contract import Primitive
+from deployments.detector_backends import RUNTIMES
 from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
 from deployments.vocabulary import PRIMITIVES, SCENES
 from scripts.datagen.dataset import DEFAULT_SEED, Item, sample
@@ -21,8 +23,8 @@ from scripts.datagen.dataset import DEFAULT_SEED, Item, sample
 WEIGHTS = Path(__file__).parents[1] / "weights"
 DETECTOR = WEIGHTS / "primitive-detector.pt"
 CLASSIFIER = WEIGHTS / "scene-classifier.pt"
-# Two images of every scene from the held-out test split.
-TEST_ITEMS = [Item("test", i, DEFAULT_SEED) for i in range(2 * len(SCENES))]
+# Four images of every scene from the held-out test split.
+TEST_ITEMS = [Item("test", i, DEFAULT_SEED) for i in range(4 * len(SCENES))]
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +32,9 @@ def detector() -> PrimitiveDetector:
     return PrimitiveDetector(DetectorConfig(DETECTOR))
 
 
-@pytest.fixture(scope="module")
-def onnx_detector() -> PrimitiveDetector:
-    return PrimitiveDetector(DetectorConfig(DETECTOR, runtime="onnx"))
+@pytest.fixture(scope="module", params=["onnx", "openvino", "openvino_int8"])
+def exported_detector(request) -> PrimitiveDetector:
+    return PrimitiveDetector(DetectorConfig(DETECTOR, runtime=request.param))
 
 
 @pytest.fixture(scope="module")
@@ -80,33 +82,54 @@ def test_wrappers_take_bytes_arrays_and_pictures_alike(detector, classifier, sam
     assert detector.predict([]) == [] and classifier.predict([], []) == []
 
 
-# Stated tolerance between runtimes (also in the model card): every box of either runtime with
-# confidence >= 0.5 has a twin in the other one of the same class, with centre and size within
-# 1% of the image, angle within 0.05 rad (modulo a quarter turn, which swaps width and height)
-# and confidence within 0.03.
+# Stated tolerance between runtimes (also in the model card): boxes of confidence >= 0.5 in either
+# runtime that have a twin in the other one of the same class, with centre, size, angle (modulo a
+# quarter turn, which swaps width and height; ignored for circles, whose angle means nothing) and
+# confidence within these bounds. Positions and sizes are fractions of the image.
+# ONNX Runtime computes in float32 like PyTorch; OpenVINO picks bfloat16 on CPUs that have it; the
+# INT8 model is quantized, so its bounds are wider and a few boxes may stray further.
 STRONG = 0.5
 
 
-def _twins(a: Primitive, b: Primitive) -> bool:
+@dataclass(frozen=True)
+class Tolerance:
+    centre: float
+    size: float
+    angle: float
+    confidence: float
+    share: float  # of strong boxes that must have a twin within the bounds above
+
+
+TOLERANCE = {
+    "onnx": Tolerance(0.01, 0.01, 0.05, 0.03, share=1.0),
+    "openvino": Tolerance(0.01, 0.01, 0.05, 0.03, share=0.98),
+    "openvino_int8": Tolerance(0.02, 0.03, 0.1, 0.1, share=0.95),
+}
+
+
+def _twins(a: Primitive, b: Primitive, tol: Tolerance) -> bool:
     turn = abs((a.rotation - b.rotation + np.pi / 4) % (np.pi / 2) - np.pi / 4)
     return (
-        a.class_id == b.class_id and abs(a.x - b.x) <= 0.01 and abs(a.y - b.y) <= 0.01
-        and abs(max(a.width, a.height) - max(b.width, b.height)) <= 0.01
-        and abs(min(a.width, a.height) - min(b.width, b.height)) <= 0.01
-        and abs(a.confidence - b.confidence) <= 0.03 and turn <= 0.05
+        a.class_id == b.class_id and abs(a.x - b.x) <= tol.centre and abs(a.y - b.y) <= tol.centre
+        and abs(max(a.width, a.height) - max(b.width, b.height)) <= tol.size
+        and abs(min(a.width, a.height) - min(b.width, b.height)) <= tol.size
+        and abs(a.confidence - b.confidence) <= tol.confidence and (turn <= tol.angle or a.class_name == "circle")
     )
 
 
-def test_onnx_runtime_gives_the_same_detections_as_pytorch(detector, onnx_detector, samples) -> None:
+def test_exported_runtimes_give_the_same_detections_as_pytorch(detector, exported_detector, samples) -> None:
     images = [s.encoded for s in samples]
-    compared = 0
-    for torch_found, onnx_found in zip(detector.predict(images), onnx_detector.predict(images)):
-        for mine, theirs in ((torch_found, onnx_found), (onnx_found, torch_found)):
+    tolerance = TOLERANCE[exported_detector.config.runtime]
+    strays, compared = [], 0
+    for torch_found, exported_found in zip(detector.predict(images), exported_detector.predict(images)):
+        for mine, theirs in ((torch_found, exported_found), (exported_found, torch_found)):
             for p in mine:
                 if p.confidence >= STRONG:
                     compared += 1
-                    assert any(_twins(p, q) for q in theirs), p
+                    if not any(_twins(p, q, tolerance) for q in theirs):
+                        strays.append(p)
     assert compared >= len(images)
+    assert 1 - len(strays) / compared >= tolerance.share, (len(strays), compared, strays[:3])
 
 
 def test_models_load_and_predict_without_any_network_call(tmp_path: Path) -> None:
@@ -126,7 +149,7 @@ def test_models_load_and_predict_without_any_network_call(tmp_path: Path) -> Non
         from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
         from scripts.datagen.dataset import Item, sample
         image = sample(Item("test", 0, 7)).encoded
-        for runtime in ("pytorch", "onnx"):
+        for runtime in {RUNTIMES!r}:
             detector = PrimitiveDetector(DetectorConfig(Path({str(DETECTOR)!r}), runtime=runtime))
             found = detector.predict([image])
         scenes = SceneClassifier(ClassifierConfig(Path({str(CLASSIFIER)!r}))).predict([image], found)
@@ -144,7 +167,7 @@ def test_deployment_batch_functions_without_ray(samples) -> None:
     from deployments.classifier import Classifier
     from deployments.detector import Detector
 
-    detector = Detector.func_or_class(str(DETECTOR), "onnx")
+    detector = Detector.func_or_class(str(DETECTOR), "openvino")
     classifier = Classifier.func_or_class(str(CLASSIFIER))
     images = [s.encoded for s in samples[:3]]
     detections = detector.predict_batch(images)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
+from deployments.detector_backends import RUNTIMES
 from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
 from scripts.datagen.dataset import read_split, write_dataset
 from scripts.train_detector import train
@@ -22,10 +23,10 @@ def test_detector_and_classifier_training_run_end_to_end(tmp_path: Path) -> None
 
     meta = train(data / "data.yaml", epochs=1, imgsz=64, batch=4, out=weights, runs=tmp_path / "runs", fraction=1.0, workers=0, version="smoke")
     assert meta["epochs"] == 1 and meta["data_seed"] == 3 and meta["train_images"] == 8
-    for suffix in (".pt", ".onnx", ".json"):
-        assert (weights / f"primitive-detector{suffix}").stat().st_size > 0
+    for name in ("primitive-detector.pt", "primitive-detector.onnx", "primitive-detector.json", "primitive-detector_openvino_model/primitive-detector.xml"):
+        assert (weights / name).stat().st_size > 0
     image = read_split(data, "val")[0].path.read_bytes()
-    for runtime in ("pytorch", "onnx"):
+    for runtime in RUNTIMES:
         detector = PrimitiveDetector(DetectorConfig(weights / "primitive-detector.pt", runtime=runtime))
         assert detector.version == "primitive-detector:smoke"
         assert len(detector.predict([image])) == 1

@@ -1,0 +1,85 @@
+"""The detector network on one runtime: a letterboxed batch in, Ultralytics' raw OBB output out.
+
+Each backend is given its thread count, because a Ray replica owns a fraction of the machine
+and a runtime that spreads over every core only fights the other replicas.
+The exported ONNX and OpenVINO models (float, and INT8 quantized) take one image at a time (static 1×3×S×S input); a batch
+is run image by image, which on CPU costs nothing measurable (see docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+import torch
+
+Runtime = Literal["pytorch", "onnx", "openvino", "openvino_int8"]
+RUNTIMES: tuple[Runtime, ...] = ("pytorch", "onnx", "openvino", "openvino_int8")
+
+
+def weights_for(checkpoint: Path, runtime: Runtime) -> Path:
+    """Where a runtime's weights sit beside the PyTorch checkpoint (as Ultralytics exports them)."""
+    return {
+        "pytorch": checkpoint.with_suffix(".pt"),
+        "onnx": checkpoint.with_suffix(".onnx"),
+        "openvino": checkpoint.with_name(f"{checkpoint.stem}_openvino_model"),
+        "openvino_int8": checkpoint.with_name(f"{checkpoint.stem}_int8_openvino_model"),  # quantized (NNCF)
+    }[runtime]
+
+
+class Backend(Protocol):
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        """(N, 3, S, S) float32 RGB in [0, 1] → (N, 4 + classes + 1, anchors) raw predictions."""
+
+
+class TorchBackend:
+    def __init__(self, checkpoint: Path, threads: int, device: str = "cpu") -> None:
+        from ultralytics import YOLO
+
+        if device == "cpu":
+            torch.set_num_threads(threads)
+        self.device = torch.device(device)
+        self._net = YOLO(str(checkpoint), task="obb").model.fuse().eval().to(self.device)
+
+    @torch.inference_mode()
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        out = self._net(torch.from_numpy(batch).to(self.device))
+        return (out[0] if isinstance(out, (list, tuple)) else out).cpu()
+
+
+class OnnxBackend:
+    def __init__(self, model: Path, threads: int) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self._session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+        self._input = self._session.get_inputs()[0].name
+
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        outputs = [self._session.run(None, {self._input: image[None]})[0] for image in batch]
+        return torch.from_numpy(np.concatenate(outputs))
+
+
+class OpenVinoBackend:
+    def __init__(self, model_dir: Path, threads: int) -> None:
+        import openvino
+
+        xml = next(model_dir.glob("*.xml"))
+        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
+        self._model = openvino.Core().compile_model(str(xml), "CPU", config)
+
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        outputs = [self._model(image[None])[0] for image in batch]
+        return torch.from_numpy(np.concatenate(outputs))
+
+
+def load_backend(checkpoint: Path, runtime: Runtime, threads: int, device: str = "cpu") -> Backend:
+    path = weights_for(checkpoint, runtime)
+    if runtime == "pytorch":
+        return TorchBackend(path, threads, device)
+    if runtime == "onnx":
+        return OnnxBackend(path, threads)
+    return OpenVinoBackend(path, threads)  # float or INT8 IR alike
