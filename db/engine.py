@@ -38,3 +38,17 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def session_factory(engine: AsyncEngine) -> SessionFactory:
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def recreate_postgres_database(url: str) -> None:
+    """Drop and create the PostgreSQL database that `url` names (empty, not migrated), through
+    the server's `postgres` database. For tests and benchmarks; never called by the service."""
+    target = make_url(url)
+    admin = create_async_engine(target.set(database="postgres"))
+    try:
+        async with admin.connect() as connection:
+            connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            await connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
+            await connection.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
+    finally:
+        await admin.dispose()

@@ -133,12 +133,15 @@ async def _find_by_idempotency_key(session: AsyncSession, owner_id: uuid.UUID, k
 
 
 async def _check_bounds(session: AsyncSession, owner_id: uuid.UUID, bounds: Bounds) -> None:
-    unfinished = Task.status.in_(UNFINISHED)
-    mine = await session.scalar(select(func.count()).where(Task.owner_id == owner_id, unfinished))
-    if (mine or 0) >= bounds.per_user:
+    """Both bounds in one round trip: the owner's unfinished tasks and everyone's."""
+    mine, everyone = (
+        await session.execute(
+            select(func.count().filter(Task.owner_id == owner_id), func.count()).where(Task.status.in_(UNFINISHED))
+        )
+    ).one()
+    if mine >= bounds.per_user:
         raise QueueFull("user", bounds.per_user)
-    everyone = await session.scalar(select(func.count()).where(unfinished))
-    if (everyone or 0) >= bounds.total:
+    if everyone >= bounds.total:
         raise QueueFull("service", bounds.total)
 
 
@@ -282,5 +285,9 @@ async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) 
     return Rescued(requeued=len(statuses) - failed, failed=failed)
 
 
-async def load_input(session: AsyncSession, task_id: uuid.UUID) -> TaskInput | None:
-    return await session.get(TaskInput, task_id)
+async def load_inputs(session: AsyncSession, task_ids: list[uuid.UUID]) -> dict[uuid.UUID, TaskInput]:
+    """The stored images of these tasks, in one query (a task deleted meanwhile is missing)."""
+    if not task_ids:
+        return {}
+    rows = await session.scalars(select(TaskInput).where(TaskInput.task_id.in_(task_ids)))
+    return {row.task_id: row for row in rows}

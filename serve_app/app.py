@@ -7,14 +7,13 @@ for `serve build serve_app.app:app`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from ray.serve import Application
 
 from deployments.classifier import Classifier
 from deployments.detector import Detector
-from deployments.pipeline import Pipeline
+from deployments.detector_backends import Runtime
 from serve_app.ingress import Ingress
 from serve_app.settings import DatabaseSettings, GeneralSettings, LimitsSettings, Settings
 
@@ -31,8 +30,11 @@ class AppArgs(BaseModel):
     data_dir: Path | None = Field(None, description="Unset: PRIMSCENE_DATA_DIR, else var/ in the project.")
     detector_weights: Path = WEIGHTS / "primitive-detector.pt"
     classifier_weights: Path = WEIGHTS / "scene-classifier.pt"
-    runtime: Literal["pytorch", "onnx"] = Field("onnx", description="Detector runtime.")
-    model_threads: int = Field(1, ge=1, description="Torch/ONNX threads per model replica.")
+    runtime: Runtime = Field("openvino_int8", description="Detector runtime: pytorch, onnx, openvino or openvino_int8.")
+    model_threads: int = Field(1, ge=1, description="CPU threads per model replica (torch, ONNX Runtime, OpenVINO).")
+    model_niceness: int = Field(
+        10, ge=0, le=19, description="Unix nice of model replicas: on shared cores, inference yields to the ingress (0: equal)."
+    )
     max_upload_bytes: int | None = None
     max_queued_per_user: int | None = None
     max_queued_total: int | None = None
@@ -51,10 +53,9 @@ class AppArgs(BaseModel):
 
 def build_app(args: dict | AppArgs | None = None) -> Application:
     args = AppArgs.model_validate(args or {})
-    detector = Detector.bind(str(args.detector_weights), args.runtime, args.model_threads)
-    classifier = Classifier.bind(str(args.classifier_weights), args.model_threads)
-    pipeline = Pipeline.bind(detector, classifier)
-    return Ingress.bind(args.settings(), pipeline, detector, classifier)
+    detector = Detector.bind(str(args.detector_weights), args.runtime, args.model_threads, args.model_niceness)
+    classifier = Classifier.bind(str(args.classifier_weights), args.model_threads, args.model_niceness)
+    return Ingress.bind(args.settings(), detector, classifier)
 
 
 app = build_app()

@@ -15,7 +15,7 @@ import uuid
 
 from db import queue
 from db.engine import SessionFactory
-from db.models import Primitive, SceneResult
+from db.models import Primitive, SceneResult, TaskInput
 from db.queue import Claim
 from deployments.contract import ImagePayload, ImageRejected, Pipeline, PipelineResult
 from serve_app.settings import QueueSettings
@@ -81,8 +81,12 @@ class Dispatcher:
             return 0
         async with self._sessions() as session:
             claims = await queue.claim(session, worker_id=self.worker_id, limit=free, lease_s=self._settings.lease_s)
+            inputs = await queue.load_inputs(session, [claim.task_id for claim in claims])
         for claim in claims:
-            task = asyncio.create_task(self._process(claim), name=f"task {claim.task_id} attempt {claim.attempt}")
+            stored = inputs.get(claim.task_id)
+            if stored is None:  # deleted since it was claimed
+                continue
+            task = asyncio.create_task(self._process(claim, stored), name=f"task {claim.task_id} attempt {claim.attempt}")
             self._in_flight.add(task)
             task.add_done_callback(self._on_done)
         return len(claims)
@@ -118,12 +122,12 @@ class Dispatcher:
             except TimeoutError:
                 pass
 
-    async def _process(self, claim: Claim) -> None:
+    async def _process(self, claim: Claim, stored: TaskInput) -> None:
         worker = asyncio.current_task()
         assert worker is not None
         keeper = asyncio.create_task(self._keep_lease(claim, worker))
         try:
-            await self._attempt(claim)
+            await self._attempt(claim, stored)
         finally:
             keeper.cancel()
 
@@ -142,11 +146,7 @@ class Dispatcher:
                 worker.cancel()
                 return
 
-    async def _attempt(self, claim: Claim) -> None:
-        async with self._sessions() as session:
-            stored = await queue.load_input(session, claim.task_id)
-        if stored is None:  # deleted since it was claimed
-            return
+    async def _attempt(self, claim: Claim, stored: TaskInput) -> None:
         image = ImagePayload(data=stored.data, content_type=stored.content_type, width=stored.width, height=stored.height)
         try:
             result = await self._pipeline(image)

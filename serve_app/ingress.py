@@ -1,5 +1,5 @@
 """The Ingress deployment: serves the FastAPI app and runs the dispatcher that feeds queued tasks
-into the Pipeline deployment."""
+through the model graph (Detector, then Classifier)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from serve_app.settings import Settings
 @serve.deployment(name="Ingress", max_ongoing_requests=256, ray_actor_options={"num_cpus": 0.2})
 @serve.ingress()
 class Ingress:
-    def __init__(self, settings: Settings, pipeline: DeploymentHandle, detector: DeploymentHandle, classifier: DeploymentHandle) -> None:
-        self._app = create_app(settings, models=ServeModelCatalog(detector, classifier), pipeline=ServePipeline(pipeline))
+    def __init__(self, settings: Settings, detector: DeploymentHandle, classifier: DeploymentHandle) -> None:
+        self._app = create_app(settings, models=ServeModelCatalog(detector, classifier), pipeline=ServePipeline(detector, classifier))
 
     def __serve_build_asgi_app__(self) -> FastAPI:
         # Built per replica, after the constructor, so the app can use the handles above.

@@ -1,5 +1,6 @@
-"""The service's view of the models when they run as Ray Serve deployments: the pipeline the
-dispatcher calls, and the catalog behind `/models`."""
+"""The service's view of the models when they run as Ray Serve deployments: the pipeline graph
+the dispatcher calls (detection, then classification with the detected primitives), and the
+catalog behind `/models`."""
 
 from __future__ import annotations
 
@@ -8,21 +9,32 @@ import asyncio
 import ray
 from ray.serve.handle import DeploymentHandle
 
-from deployments.contract import ImagePayload, ModelInfo, ModelPrediction, PipelineResult, UnknownModel
-from deployments.pipeline import StoredImage
+from deployments.contract import ImagePayload, ModelInfo, ModelPrediction, ModelVersions, PipelineResult, UnknownModel
 
 READY_TIMEOUT_S = 5.0
 
 
 class ServePipeline:
-    """Runs one image through the Pipeline deployment (the `Pipeline` callable of the contract)."""
+    """Runs one image through the graph (the `Pipeline` callable of the contract).
 
-    def __init__(self, pipeline: DeploymentHandle) -> None:
-        self._pipeline = pipeline
+    The image goes into Ray's object store once; both models read it from there (Ray resolves a
+    top-level reference in the replica), and only the small primitives travel between them.
+    The graph is composed here rather than in a deployment of its own: a forwarding replica
+    would add a hop and CPU to every task for nothing (docs/benchmarks.md)."""
+
+    def __init__(self, detector: DeploymentHandle, classifier: DeploymentHandle) -> None:
+        self._detector = detector
+        self._classifier = classifier
 
     async def __call__(self, image: ImagePayload) -> PipelineResult:
-        stored = StoredImage(ray.put(image.data))
-        return await self._pipeline.run.remote(stored)
+        stored = ray.put(image.data)
+        detection = await self._detector.detect.remote(stored)
+        classification = await self._classifier.classify.remote(stored, detection.primitives)
+        return PipelineResult(
+            primitives=detection.primitives,
+            scene=classification.scene,
+            models=ModelVersions(detector=detection.model, classifier=classification.model),
+        )
 
 
 class ServeModelCatalog:

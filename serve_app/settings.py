@@ -85,7 +85,7 @@ class QueueSettings(BaseSettings):
         1.0, gt=0, description="The same on PostgreSQL, where LISTEN/NOTIFY wakes the dispatcher at once."
     )
     rescue_interval_s: float = Field(5.0, gt=0, description="How often expired leases are rescued.")
-    max_in_flight: int = Field(8, ge=1, description="Tasks one dispatcher runs at once.")
+    max_in_flight: int = Field(16, ge=1, description="Tasks one dispatcher runs at once.")
 
 
 class Settings(BaseModel):

@@ -19,7 +19,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import migrate
-from db.engine import SessionFactory, create_engine, session_factory
+from db.engine import SessionFactory, create_engine, recreate_postgres_database, session_factory
 from serve_app.api import create_app
 from serve_app.settings import AuthSettings, DatabaseSettings, GeneralSettings, LimitsSettings, QueueSettings, Settings
 from tests.support.api import create_user, login
@@ -38,14 +38,9 @@ def run_outside_event_loop(fn, *args):
 
 async def fresh_postgres_database(name: str) -> str:
     """Drop and create a database next to the test database; returns its URL (not migrated)."""
-    server = POSTGRES_URL.rsplit("/", 1)[0]
-    admin = create_engine(f"{server}/postgres")
-    async with admin.connect() as connection:
-        connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-        await connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        await connection.execute(text(f'CREATE DATABASE "{name}"'))
-    await admin.dispose()
-    return f"{server}/{name}"
+    url = f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
+    await recreate_postgres_database(url)
+    return url
 
 
 @pytest.fixture(scope="session")
