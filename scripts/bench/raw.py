@@ -1,0 +1,67 @@
+"""The raw pipeline: detector then classifier called in-process, no service around them."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
+from deployments.detector_backends import RUNTIMES, load_backend
+from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
+
+BATCH_SIZES = (1, 4, 8)
+
+
+def _images_per_s(run, images: list[bytes], batch: int, repeats: int) -> float:
+    run(images[:batch])  # warm-up
+    started = time.perf_counter()
+    for _ in range(repeats):
+        for i in range(0, len(images), batch):
+            run(images[i : i + batch])
+    return round(repeats * len(images) / (time.perf_counter() - started), 2)
+
+
+def network_ms(weights: Path, threads: int, imgsz: int, repeats: int = 30) -> dict[str, float]:
+    """Milliseconds per image of the detector network alone (one letterboxed 1×3×S×S input)."""
+    batch = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
+    out = {}
+    for runtime in RUNTIMES:
+        torch.set_num_threads(threads)
+        network = load_backend(weights / "primitive-detector.pt", runtime, threads)
+        for _ in range(3):
+            network(batch)
+        started = time.perf_counter()
+        for _ in range(repeats):
+            network(batch)
+        out[runtime] = round((time.perf_counter() - started) * 1000 / repeats, 2)
+    return out
+
+
+def measure(weights: Path, images: list[bytes], thread_counts: tuple[int, ...], repeats: int = 1) -> dict:
+    """images/s of the detector alone and of the whole pipeline (decode, detect, classify), for
+    each runtime, thread count and batch size; the uploads' encoded bytes go in, as in the service."""
+    results: dict = {}
+    for threads in thread_counts:
+        torch.set_num_threads(threads)  # the classifier's (and PyTorch detector's) threads
+        classifier = SceneClassifier(ClassifierConfig(weights / "scene-classifier.pt"))
+        for runtime in RUNTIMES:
+            detector = PrimitiveDetector(DetectorConfig(weights / "primitive-detector.pt", runtime=runtime, threads=threads))
+
+            def pipeline(batch: list[bytes]) -> None:
+                classifier.predict(batch, detector.predict(batch))
+
+            for batch in BATCH_SIZES:
+                results.setdefault(runtime, []).append({
+                    "threads": threads, "batch": batch,
+                    "detector_images_per_s": _images_per_s(detector.predict, images, batch, repeats),
+                    "pipeline_images_per_s": _images_per_s(pipeline, images, batch, repeats),
+                })
+    return results
+
+
+def best(rows: list[dict], key: str, threads: int | None = None) -> dict:
+    """The fastest row (optionally among those with `threads`)."""
+    return max((r for r in rows if threads is None or r["threads"] == threads), key=lambda r: r[key])
