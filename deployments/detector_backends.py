@@ -1,9 +1,9 @@
 """The detector network on one runtime: a letterboxed batch in, Ultralytics' raw OBB output out.
 
 Each backend is given its thread count, because a Ray replica owns a fraction of the machine
-and a runtime that spreads over every core only fights the other replicas.
-The exported ONNX and OpenVINO models (float, and INT8 quantized) take one image at a time (static 1×3×S×S input); a batch
-is run image by image, which on CPU costs nothing measurable (see docs/benchmarks.md).
+and a runtime that spreads over every core only fights the other replicas. The exported ONNX
+and OpenVINO models (float, and INT8 quantized) take one image at a time (static 1×3×S×S
+input); a batch is run image by image.
 """
 
 from __future__ import annotations

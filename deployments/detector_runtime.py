@@ -35,6 +35,8 @@ class PrimitiveDetector:
     def __init__(self, config: DetectorConfig) -> None:
         offline.configure_ultralytics()
         from ultralytics.data.augment import LetterBox
+        from ultralytics.utils import ops
+        from ultralytics.utils.nms import non_max_suppression
 
         self.config = config
         self.thresholds(config.confidence, config.iou, config.max_detections)
@@ -42,6 +44,7 @@ class PrimitiveDetector:
         self.classes: list[str] = self.meta["classes"]
         self.imgsz: int = self.meta["imgsz"]
         self._letterbox = LetterBox((self.imgsz, self.imgsz), auto=False, stride=32)
+        self._nms, self._scale_boxes = non_max_suppression, ops.scale_boxes  # imported once, not per batch
         self._network = load_backend(config.weights, config.runtime, config.threads, config.device)
 
     def thresholds(self, confidence: float, iou: float, max_detections: int) -> None:
@@ -59,23 +62,19 @@ class PrimitiveDetector:
         """Primitives per image, most confident first; coordinates normalised to each image."""
         if not images:
             return []
-        from ultralytics.utils.nms import non_max_suppression
-
         pictures = [np.asarray(to_rgb(image)) for image in images]
         batch = np.stack([self._letterbox(image=picture) for picture in pictures])
         batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32) / 255
         raw = self._network(batch)
-        kept = non_max_suppression(
+        kept = self._nms(
             raw, self.confidence, self.iou, max_det=self.max_detections, nc=len(self.classes), rotated=True,
         )
         return [self._primitives(rows, picture.shape[:2]) for rows, picture in zip(kept, pictures)]
 
     def _primitives(self, rows, shape: tuple[int, int]) -> list[Primitive]:
         """NMS rows (x, y, w, h, confidence, class, angle) in letterbox pixels → API primitives."""
-        from ultralytics.utils import ops
-
         height, width = shape
-        boxes = ops.scale_boxes((self.imgsz, self.imgsz), rows[:, :4].clone(), shape, xywh=True)
+        boxes = self._scale_boxes((self.imgsz, self.imgsz), rows[:, :4].clone(), shape, xywh=True)
         found = [
             Primitive(
                 class_id=int(cls), class_name=self.classes[int(cls)],

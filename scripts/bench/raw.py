@@ -29,7 +29,6 @@ def network_ms(weights: Path, threads: int, imgsz: int, repeats: int = 30) -> di
     batch = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
     out = {}
     for runtime in RUNTIMES:
-        torch.set_num_threads(threads)
         network = load_backend(weights / "primitive-detector.pt", runtime, threads)
         for _ in range(3):
             network(batch)
