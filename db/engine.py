@@ -43,12 +43,20 @@ def session_factory(engine: AsyncEngine) -> SessionFactory:
 async def recreate_postgres_database(url: str) -> None:
     """Drop and create the PostgreSQL database that `url` names (empty, not migrated), through
     the server's `postgres` database. For tests and benchmarks; never called by the service."""
+    await _administer(url, "DROP DATABASE IF EXISTS {name} WITH (FORCE)", "CREATE DATABASE {name}")
+
+
+async def drop_postgres_database(url: str) -> None:
+    await _administer(url, "DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def _administer(url: str, *statements: str) -> None:
     target = make_url(url)
     admin = create_async_engine(target.set(database="postgres"))
     try:
         async with admin.connect() as connection:
             connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
-            await connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)')
-            await connection.exec_driver_sql(f'CREATE DATABASE "{target.database}"')
+            for statement in statements:
+                await connection.exec_driver_sql(statement.format(name=f'"{target.database}"'))
     finally:
         await admin.dispose()

@@ -66,6 +66,7 @@ class Task(SQLModel, table=True):
         Index("ix_tasks_status_run_after", "status", "run_after"),
         Index("ix_tasks_owner_id_created_at", "owner_id", "created_at"),
         Index("ix_tasks_owner_id_status", "owner_id", "status"),
+        Index("ix_tasks_finished_at", "finished_at"),  # the retention job's range scan
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -127,3 +128,16 @@ class SceneResult(SQLModel, table=True):
     top_k: list[dict[str, Any]] = Field(sa_column=Column(JSON, nullable=False))
     detector_model: str = Field(sa_column=Column(String(128), nullable=False))
     classifier_model: str = Field(sa_column=Column(String(128), nullable=False))
+
+
+class LoginThrottle(SQLModel, table=True):
+    """Recent failed logins for one username (known or not), to slow down password guessing.
+
+    Keyed by a hash of the username, so any string a client sends fits and none is stored."""
+
+    __tablename__ = "login_throttle"
+
+    username_hash: str = Field(sa_column=Column(String(64), primary_key=True))
+    failures: int
+    window_started_at: datetime = _timestamp()
+    blocked_until: datetime | None = _timestamp(nullable=True)

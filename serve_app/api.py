@@ -17,6 +17,7 @@ from serve_app.body_limit import BodySizeLimit
 from serve_app.bootstrap import ensure_admin
 from serve_app.dispatcher import Dispatcher
 from serve_app.errors import install_error_handlers
+from serve_app.housekeeping import Housekeeping
 from serve_app.routes import auth, health, tasks, users
 from serve_app.routes import models as model_routes
 from serve_app.security import TokenCodec
@@ -66,16 +67,21 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
             await check_schema(engine)
             sessions = session_factory(engine)
             await ensure_admin(sessions, settings)
-            async with _dispatching(settings, sessions, pipeline) as dispatcher:
-                app.state.services = Services(
-                    settings=settings,
-                    engine=engine,
-                    sessions=sessions,
-                    tokens=TokenCodec(settings.jwt_secret(), timedelta(minutes=settings.auth.access_token_ttl_minutes)),
-                    models=models,
-                    dispatcher=dispatcher,
-                )
-                yield
+            housekeeping = Housekeeping(sessions, settings.retention, settings.auth.login_policy())
+            housekeeping.start()
+            try:
+                async with _dispatching(settings, sessions, pipeline) as dispatcher:
+                    app.state.services = Services(
+                        settings=settings,
+                        engine=engine,
+                        sessions=sessions,
+                        tokens=TokenCodec(settings.jwt_secret(), timedelta(minutes=settings.auth.access_token_ttl_minutes)),
+                        models=models,
+                        dispatcher=dispatcher,
+                    )
+                    yield
+            finally:
+                await housekeeping.stop()
         finally:
             await engine.dispose()
 
@@ -84,6 +90,9 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
         summary="Finds geometric primitives in images and names the scene they form.",
         version="0.1.0",
         lifespan=lifespan,
+        # operationId = the handler's name ("get_task"), not FastAPI's "get_task_api_v1_tasks__task_id__get":
+        # the OpenAPI links of the task routes name these ids, and generated clients get readable methods.
+        generate_unique_id_function=lambda route: route.name,
     )
     limits = settings.limits
     app.add_middleware(

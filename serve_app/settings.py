@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
+from datetime import timedelta
 from enum import Enum
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from db.login_throttle import ThrottlePolicy
 
 MIN_SECRET_LENGTH = 32
 # Relative to the project, not the working directory: Ray workers may run elsewhere.
@@ -61,6 +64,20 @@ class AuthSettings(BaseSettings):
     admin_password: SecretStr | None = Field(
         None, description="Password of the first admin. Unset in development: generated and printed once."
     )
+    login_max_failures: int = Field(
+        5, ge=1, description="Failed logins for one username, within the window, before its logins are refused (429)."
+    )
+    login_failure_window_minutes: int = Field(15, ge=1, description="How long failed logins are counted.")
+    login_block_s: int = Field(30, ge=1, description="First refusal after too many failures; doubles with each further one.")
+    login_max_block_s: int = Field(900, ge=1, description="Longest refusal after failed logins.")
+
+    def login_policy(self) -> ThrottlePolicy:
+        return ThrottlePolicy(
+            max_failures=self.login_max_failures,
+            window=timedelta(minutes=self.login_failure_window_minutes),
+            block=timedelta(seconds=self.login_block_s),
+            max_block=timedelta(seconds=max(self.login_block_s, self.login_max_block_s)),
+        )
 
 
 class LimitsSettings(BaseSettings):
@@ -88,6 +105,17 @@ class QueueSettings(BaseSettings):
     max_in_flight: int = Field(16, ge=1, description="Tasks one dispatcher runs at once.")
 
 
+class RetentionSettings(BaseSettings):
+    model_config = _config()
+
+    retention_days: int | None = Field(
+        None, ge=1, description="Delete finished tasks (image and results too) this many days after they finished. Unset: keep them."
+    )
+    housekeeping_interval_s: float = Field(
+        600.0, gt=0, description="How often old tasks and stale login-failure records are deleted."
+    )
+
+
 class Settings(BaseModel):
     """All settings of one Primscene process."""
 
@@ -96,6 +124,7 @@ class Settings(BaseModel):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets_outside_development(self) -> Settings:

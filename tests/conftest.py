@@ -6,6 +6,7 @@ PRIMSCENE_TEST_POSTGRES_URL. Each test starts from empty tables.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,13 +20,25 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import migrate
-from db.engine import SessionFactory, create_engine, recreate_postgres_database, session_factory
+from db.engine import SessionFactory, create_engine, drop_postgres_database, recreate_postgres_database, session_factory
 from serve_app.api import create_app
-from serve_app.settings import AuthSettings, DatabaseSettings, GeneralSettings, LimitsSettings, QueueSettings, Settings
+from serve_app.settings import (
+    AuthSettings,
+    DatabaseSettings,
+    GeneralSettings,
+    LimitsSettings,
+    QueueSettings,
+    RetentionSettings,
+    Settings,
+)
 from tests.support.api import create_user, login
 from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
 
-POSTGRES_URL = os.environ.get("PRIMSCENE_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/primscene_test")
+# Each test session gets its own database by default, so two runs at once do not empty each
+# other's tables.
+POSTGRES_URL = os.environ.get(
+    "PRIMSCENE_TEST_POSTGRES_URL", f"postgresql+asyncpg://postgres@127.0.0.1:5432/primscene_test_{os.getpid()}"
+)
 ADMIN_PASSWORD = "admin-password-for-tests"
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -44,18 +57,20 @@ async def fresh_postgres_database(name: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def migrated_urls(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+def migrated_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     sqlite_url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('sqlite') / 'primscene.db'}"
-    run_outside_event_loop(migrate.downgrade, POSTGRES_URL)  # a clean slate from an earlier run
+    run_outside_event_loop(asyncio.run, recreate_postgres_database(POSTGRES_URL))  # a clean slate
     for url in (sqlite_url, POSTGRES_URL):
         run_outside_event_loop(migrate.upgrade, url)
-    return {"sqlite": sqlite_url, "postgresql": POSTGRES_URL}
+    yield {"sqlite": sqlite_url, "postgresql": POSTGRES_URL}
+    run_outside_event_loop(asyncio.run, drop_postgres_database(POSTGRES_URL))
 
 
 async def empty_tables(url: str) -> None:
     engine = create_engine(url)
     async with engine.begin() as connection:
         await connection.execute(text("DELETE FROM users"))  # cascades to tasks, inputs, results
+        await connection.execute(text("DELETE FROM login_throttle"))
     await engine.dispose()
 
 
@@ -84,13 +99,16 @@ def sessions(engine: AsyncEngine) -> SessionFactory:
     return session_factory(engine)
 
 
-def make_settings(database_url: str, data_dir: Path, **limits: int) -> Settings:
+def make_settings(
+    database_url: str, data_dir: Path, *, auth: dict | None = None, retention: dict | None = None, **limits: int
+) -> Settings:
     return Settings(
         general=GeneralSettings(data_dir=data_dir),
         database=DatabaseSettings(database_url=database_url),
-        auth=AuthSettings(admin_username="admin", admin_password=ADMIN_PASSWORD),
+        auth=AuthSettings(admin_username="admin", admin_password=ADMIN_PASSWORD, **(auth or {})),
         limits=LimitsSettings(**limits),
         queue=QueueSettings(poll_interval_s=0.02, heartbeat_s=0.5, lease_s=5),
+        retention=RetentionSettings(**(retention or {})),
     )
 
 
