@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from ray.serve import Application
 
 from deployments.classifier import Classifier
@@ -26,7 +26,9 @@ class AppArgs(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    database_url: str | None = Field(None, description="Unset: PRIMSCENE_DATABASE_URL, else the embedded SQLite file.")
+    database_url: SecretStr | None = Field(
+        None, description="Unset: PRIMSCENE_DATABASE_URL, else the embedded SQLite file. Prefer the variable: it holds a password."
+    )
     data_dir: Path | None = Field(None, description="Unset: PRIMSCENE_DATA_DIR, else var/ in the project.")
     detector_weights: Path = WEIGHTS / "primitive-detector.pt"
     classifier_weights: Path = WEIGHTS / "scene-classifier.pt"

@@ -40,7 +40,8 @@ class GeneralSettings(BaseSettings):
 class DatabaseSettings(BaseSettings):
     model_config = _config()
 
-    database_url: str | None = Field(
+    # Secret: a PostgreSQL URL carries the password, and must never be printed with the settings.
+    database_url: SecretStr | None = Field(
         None,
         description="SQLAlchemy async URL. Unset: SQLite file in the data dir. PostgreSQL: `postgresql+asyncpg://…`.",
     )
@@ -49,7 +50,9 @@ class DatabaseSettings(BaseSettings):
     db_echo: bool = Field(False, description="Log every SQL statement.")
 
     def url_or_default(self, data_dir: Path) -> str:
-        return self.database_url or f"sqlite+aiosqlite:///{data_dir / 'primscene.db'}"
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite+aiosqlite:///{data_dir / 'primscene.db'}"
 
 
 class AuthSettings(BaseSettings):
