@@ -9,7 +9,8 @@ from ray import serve
 
 from deployments.user_config import ClassifierUserConfig
 from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
-from deployments.contract import ModelInfo, ModelPrediction, Primitive
+from deployments.batching import one_outcome, predict_decodable
+from deployments.contract import ImageRejected, ModelInfo, ModelPrediction, Primitive
 from deployments.cpu import share_cpu
 from deployments.images import WARM_UP_IMAGE, ImageInput
 
@@ -24,16 +25,28 @@ class Classifier:
     def reconfigure(self, user_config: dict) -> None:
         config = ClassifierUserConfig.model_validate(user_config or {})
         self.model.top_k = config.top_k
-        self.classify.set_max_batch_size(config.max_batch_size)
-        self.classify.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+        self._classify_batch.set_max_batch_size(config.max_batch_size)
+        self._classify_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+
+    async def classify(self, image: ImageInput, primitives: list[Primitive]) -> ModelPrediction:
+        """The scene of one image; ImageRejected if it cannot be decoded (the rest of its batch
+        is unaffected)."""
+        return one_outcome(await self._classify_batch(image, primitives))
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def classify(self, images: list[ImageInput], primitives: list[list[Primitive]]) -> list[ModelPrediction]:
+    async def _classify_batch(
+        self, images: list[ImageInput], primitives: list[list[Primitive]]
+    ) -> list[ModelPrediction | ImageRejected]:
         return await asyncio.to_thread(self.predict_batch, images, primitives)
 
-    def predict_batch(self, images: list[ImageInput], primitives: list[list[Primitive]]) -> list[ModelPrediction]:
+    def predict_batch(self, images: list[ImageInput], primitives: list[list[Primitive]]) -> list[ModelPrediction | ImageRejected]:
         """The plain function behind `classify` (tested without Ray)."""
-        return [ModelPrediction(model=self.model.version, scene=scene) for scene in self.model.predict(images, primitives)]
+
+        def predict(pictures: list, positions: list[int]) -> list[ModelPrediction]:
+            scenes = self.model.predict(pictures, [primitives[i] for i in positions])
+            return [ModelPrediction(model=self.model.version, scene=scene) for scene in scenes]
+
+        return predict_decodable(images, predict)
 
     def info(self) -> ModelInfo:
         return self.model.info()

@@ -9,7 +9,8 @@ import torch
 from ray import serve
 
 from deployments.user_config import DetectorUserConfig
-from deployments.contract import ModelInfo, ModelPrediction
+from deployments.batching import one_outcome, predict_decodable
+from deployments.contract import ImageRejected, ModelInfo, ModelPrediction
 from deployments.cpu import share_cpu
 from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
 from deployments.images import WARM_UP_IMAGE, ImageInput
@@ -27,16 +28,24 @@ class Detector:
     def reconfigure(self, user_config: dict) -> None:
         config = DetectorUserConfig.model_validate(user_config or {})
         self.model.thresholds(config.confidence, config.iou, config.max_detections)
-        self.detect.set_max_batch_size(config.max_batch_size)
-        self.detect.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+        self._detect_batch.set_max_batch_size(config.max_batch_size)
+        self._detect_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+
+    async def detect(self, image: ImageInput) -> ModelPrediction:
+        """Primitives in one image; ImageRejected if it cannot be decoded (the rest of its batch
+        is unaffected)."""
+        return one_outcome(await self._detect_batch(image))
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def detect(self, images: list[ImageInput]) -> list[ModelPrediction]:
+    async def _detect_batch(self, images: list[ImageInput]) -> list[ModelPrediction | ImageRejected]:
         return await asyncio.to_thread(self.predict_batch, images)
 
-    def predict_batch(self, images: list[ImageInput]) -> list[ModelPrediction]:
+    def predict_batch(self, images: list[ImageInput]) -> list[ModelPrediction | ImageRejected]:
         """The plain function behind `detect` (tested without Ray)."""
-        return [ModelPrediction(model=self.model.version, primitives=found) for found in self.model.predict(images)]
+        return predict_decodable(
+            images,
+            lambda pictures, _: [ModelPrediction(model=self.model.version, primitives=p) for p in self.model.predict(pictures)],
+        )
 
     def info(self) -> ModelInfo:
         return self.model.info()

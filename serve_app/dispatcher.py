@@ -23,6 +23,13 @@ from serve_app.settings import QueueSettings
 log = logging.getLogger(__name__)
 
 MAX_ERROR_BACKOFF_S = 5.0
+MAX_REASON_CHARS = 300
+
+
+def _first_line(exc: Exception) -> str:
+    """What a task's owner is told: the first line of the error, never a traceback."""
+    lines = str(exc).strip().splitlines()
+    return (lines[0] if lines else "")[:MAX_REASON_CHARS]
 
 
 class Dispatcher:
@@ -151,10 +158,10 @@ class Dispatcher:
         try:
             result = await self._pipeline(image)
         except ImageRejected as exc:
-            await self._fail(claim, f"The image could not be processed: {exc}", retryable=False)
+            await self._fail(claim, f"The image could not be processed: {_first_line(exc)}", retryable=False)
         except Exception as exc:
             log.warning("task %s attempt %d failed: %r", claim.task_id, claim.attempt, exc)
-            await self._fail(claim, f"Attempt {claim.attempt} failed: {type(exc).__name__}: {exc}", retryable=True)
+            await self._fail(claim, f"Attempt {claim.attempt} failed: {type(exc).__name__}: {_first_line(exc)}", retryable=True)
         else:
             await self._store(claim, result)
 

@@ -5,13 +5,29 @@ catalog behind `/models`."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
+from typing import TypeVar
 
 import ray
+from ray.exceptions import RayError, RayTaskError
 from ray.serve.handle import DeploymentHandle
 
 from deployments.contract import ImagePayload, ModelInfo, ModelPrediction, ModelVersions, PipelineResult, UnknownModel
 
 READY_TIMEOUT_S = 5.0
+T = TypeVar("T")
+
+
+async def replica_call(response: Awaitable[T]) -> T:
+    """Await a replica's answer. When the replica's own code raised, raise that exception itself:
+    Ray's wrapper carries the remote traceback in its text, which must not reach a task's error
+    or an HTTP answer."""
+    try:
+        return await response
+    except RayTaskError as exc:
+        if isinstance(exc.cause, Exception) and not isinstance(exc.cause, RayError):
+            raise exc.cause from None
+        raise
 
 
 class ServePipeline:
@@ -28,8 +44,8 @@ class ServePipeline:
 
     async def __call__(self, image: ImagePayload) -> PipelineResult:
         stored = ray.put(image.data)
-        detection = await self._detector.detect.remote(stored)
-        classification = await self._classifier.classify.remote(stored, detection.primitives)
+        detection = await replica_call(self._detector.detect.remote(stored))
+        classification = await replica_call(self._classifier.classify.remote(stored, detection.primitives))
         return PipelineResult(
             primitives=detection.primitives,
             scene=classification.scene,
@@ -51,11 +67,11 @@ class ServeModelCatalog:
     async def predict(self, name: str, image: ImagePayload) -> ModelPrediction:
         detector, classifier = await self.list_models()
         if name == detector.name:
-            return await self._detector.detect.remote(image.data)
+            return await replica_call(self._detector.detect.remote(image.data))
         if name == classifier.name:
             # The classifier reads the detector's primitives, as in a task; both are returned.
-            detection = await self._detector.detect.remote(image.data)
-            classification = await self._classifier.classify.remote(image.data, detection.primitives)
+            detection = await replica_call(self._detector.detect.remote(image.data))
+            classification = await replica_call(self._classifier.classify.remote(image.data, detection.primitives))
             return classification.model_copy(update={"primitives": detection.primitives})
         raise UnknownModel(name)
 

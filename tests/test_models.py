@@ -176,6 +176,20 @@ def test_deployment_batch_functions_without_ray(samples) -> None:
     assert all(s.scene is not None and s.model.startswith("scene-classifier:") for s in scenes)
     assert detector.info().kind == "detector" and classifier.info().kind == "classifier"
 
+    # An image that cannot be decoded fails alone: the rest of its batch gets the same answers.
+    from deployments.contract import ImageRejected
+
+    poisoned = [images[0], b"\x89PNG\r\n\x1a\n" + bytes(300), images[1]]
+    mixed = detector.predict_batch(poisoned)
+    assert isinstance(mixed[1], ImageRejected)
+    assert [mixed[0], mixed[2]] == detections[:2]
+    mixed_scenes = classifier.predict_batch(poisoned, [detections[0].primitives, [], detections[1].primitives])
+    assert isinstance(mixed_scenes[1], ImageRejected)
+    # (batch composition may move float sums in the last digits)
+    assert [(m.scene.class_name, round(m.scene.confidence, 3)) for m in (mixed_scenes[0], mixed_scenes[2])] == [
+        (s.scene.class_name, round(s.scene.confidence, 3)) for s in scenes[:2]
+    ]
+
 
 def test_loading_ultralytics_leaves_image_checks_alone(detector) -> None:
     """Ultralytics patches PIL.Image.open to install a HEIF plugin on unknown files; we undo it,

@@ -1,9 +1,11 @@
-"""Faults the service survives on a real Ray cluster: a killed model replica, an application
-restart with work in flight, a flood of submissions."""
+"""Faults the service survives on a real Ray cluster: a killed model replica, replicas killed
+at random, an application restart with work in flight, a flood of submissions, a poison task.
+(`scripts/reliability.py` runs the same faults at full scale.)"""
 
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 
 import httpx
@@ -12,6 +14,7 @@ from ray import serve
 from sqlalchemy import text
 
 from db.engine import create_engine
+from scripts.chaos.faults import enqueue_poison, replica_names
 from tests.conftest import ADMIN_PASSWORD, run_outside_event_loop
 from tests.serve.conftest import APP, QUEUE_BOUND, Service
 from tests.serve.support import API, held_out_image, wait_for
@@ -103,3 +106,52 @@ def test_flood_beyond_the_queue_bound_is_refused_cleanly(service: Service, token
     assert set(codes) <= {202, 429, 503}
     assert refused, "the queue bound was never reached"
     assert all(int(r.headers["Retry-After"]) > 0 for r in refused)
+
+
+def test_replicas_killed_at_random_lose_no_task(http: httpx.Client, token: dict[str, str], service: Service) -> None:
+    """Chaos, seeded: a detector, a classifier and the ingress (with its dispatcher) die while
+    work is queued and running; Serve replaces them and every task still succeeds, once."""
+    ids = _submit_many(service, token, 30)
+    rng = random.Random(11)
+    victims = rng.sample(["Detector", "Classifier", "Ingress"], 3)
+    for deployment in victims:
+        names = replica_names(APP, deployment)
+        assert names, f"no {deployment} replica to kill"
+        ray.kill(ray.get_actor(rng.choice(names), namespace="serve"), no_restart=True)
+        time.sleep(1.5)
+    finished = _wait_through_outages(service, token, ids, timeout_s=240)
+    retried = sum(t["attempts"] > 1 for t in finished.values())
+    print(f"\nkilled {', '.join(victims)}: {len(finished)}/{len(ids)} succeeded, {retried} needed another attempt")
+    assert [t["status"] for t in finished.values()] == ["succeeded"] * len(ids)
+    assert set(_result_rows(service.database_url, ids).values()) == {1}
+
+
+def test_poison_task_fails_once_with_a_reason_and_blocks_nothing(http: httpx.Client, token: dict[str, str], service: Service) -> None:
+    """A stored image the models cannot decode (it bypassed the upload checks, as rotten data
+    would) fails on its first attempt with a reason, while the tasks batched with it succeed."""
+    poison = run_outside_event_loop(asyncio.run, enqueue_poison(service.database_url, "admin"))
+    ids = _submit_many(service, token, 12)
+    finished = wait_for(http, token, [poison, *ids], timeout_s=120)
+    failed = finished.pop(poison)
+    assert failed["status"] == "failed" and failed["attempts"] == 1
+    assert failed["error"].startswith("The image could not be processed: cannot decode the image")
+    assert "Traceback" not in failed["error"] and "ray::" not in failed["error"]
+    assert [t["status"] for t in finished.values()] == ["succeeded"] * len(ids)
+
+
+def _wait_through_outages(service: Service, token: dict[str, str], task_ids: list[str], timeout_s: float) -> dict[str, dict]:
+    """Like `wait_for`, but a request that fails while the ingress is being replaced is retried."""
+    deadline = time.monotonic() + timeout_s
+    done: dict[str, dict] = {}
+    with service.client() as http:
+        while time.monotonic() < deadline and len(done) < len(task_ids):
+            for task_id in set(task_ids) - set(done):
+                try:
+                    response = http.get(f"{API}/tasks/{task_id}", headers=token)
+                except httpx.HTTPError:
+                    break
+                if response.status_code == 200 and response.json()["status"] in ("succeeded", "failed"):
+                    done[task_id] = response.json()
+            time.sleep(0.3)
+    assert len(done) == len(task_ids), f"{len(task_ids) - len(done)} tasks unfinished after {timeout_s} s"
+    return done

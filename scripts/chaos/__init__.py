@@ -1,0 +1,1 @@
+"""Parts of `scripts/reliability.py`: retrying clients, injected faults, database checks."""
