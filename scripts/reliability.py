@@ -1,6 +1,6 @@
 """Reliability under load and injected faults, on the real Ray Serve deployment with PostgreSQL.
 
-    python scripts/reliability.py            # about 15 minutes here; writes docs/reliability.json
+    python scripts/reliability.py    # about 15 minutes here; writes docs/reliability.{json,md}
 
 Phases, each with its own clients (one user each; every submit has an Idempotency-Key and is
 retried after errors, as a careful client would):
@@ -33,6 +33,7 @@ from db import migrate
 from db.engine import recreate_postgres_database
 from scripts.bench.load import percentiles
 from scripts.chaos import checks, faults
+from scripts.chaos import report as report_page
 from scripts.chaos.clients import Drive, create_users, drive
 from scripts.datagen.dataset import DEFAULT_SEED, Item, sample
 
@@ -236,6 +237,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8021)
     parser.add_argument("--only", nargs="+", choices=PHASES, default=PHASES, help="run just these phases")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "reliability.json")
+    parser.add_argument("--page", type=Path, default=ROOT / "docs" / "reliability.md", help="Markdown page whose run block is rewritten")
     args = parser.parse_args()
 
     import ray
@@ -275,7 +277,8 @@ def main() -> None:
 
         serve.shutdown()
         ray.shutdown()
-    print(f"wrote {args.out}")
+    report_page.write_into(args.page, report)
+    print(f"wrote {args.out} and the run block of {args.page}")
 
 
 if __name__ == "__main__":
