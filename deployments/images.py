@@ -21,9 +21,20 @@ def to_rgb(image: ImageInput) -> Image.Image:
         try:
             with Image.open(io.BytesIO(image)) as opened:
                 upright = ImageOps.exif_transpose(opened)
-                return upright.convert("RGB")
-        except (OSError, SyntaxError, ValueError) as exc:
+                return _rgb(upright)
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+            # A bomb is refused at upload; should one reach a replica anyway, it is an image the
+            # model cannot process (fail the task at once), not a transient error to retry.
             raise ImageRejected(f"cannot decode the image: {exc}") from exc
     if isinstance(image, np.ndarray):
         return Image.fromarray(image).convert("RGB")
+    return _rgb(image)
+
+
+def _rgb(image: Image.Image) -> Image.Image:
+    # Pillow's convert("RGB") clips 16-bit greyscale (16-bit PNGs open as "I;16") at 255, so
+    # any ordinary 16-bit picture turns all white and the models see nothing: keep the top
+    # 8 bits instead.
+    if image.mode.startswith("I;16"):
+        image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
     return image.convert("RGB")

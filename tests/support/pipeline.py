@@ -1,13 +1,13 @@
 """A small, honest stand-in for the model graph, used only by tests.
 
-It really looks at the image: the primitive it reports is the bounding box of every pixel that
-differs from the top-left corner's colour, so a test can check the result against what it drew.
+It really looks at the image, decoded upright as the real models decode it: the primitive it
+reports is the bounding box of every pixel that differs from the top-left corner's colour, so a
+test can check the result against what it drew.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 
 from PIL import Image, ImageChops
 
@@ -23,6 +23,7 @@ from deployments.contract import (
     Scene,
     UnknownModel,
 )
+from deployments.images import to_rgb
 
 DETECTOR = ModelInfo(name="bbox-detector", kind="detector", version="test", classes=["rectangle"], input_size=64)
 CLASSIFIER = ModelInfo(name="blank-classifier", kind="classifier", version="test", classes=["none", "shape"], input_size=64)
@@ -30,8 +31,7 @@ VERSIONS = ModelVersions(detector=f"{DETECTOR.name}:test", classifier=f"{CLASSIF
 
 
 def find_box(image: ImagePayload) -> list[Primitive]:
-    with Image.open(io.BytesIO(image.data)) as img:
-        rgb = img.convert("RGB")
+    rgb = to_rgb(image.data)  # EXIF orientation applied, like the models' input
     background = Image.new("RGB", rgb.size, rgb.getpixel((0, 0)))
     box = ImageChops.difference(rgb, background).getbbox()
     if box is None:
