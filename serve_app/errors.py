@@ -8,10 +8,18 @@ import logging
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from db.queue import IdempotencyConflict, QueueFull
-from serve_app.schemas import ErrorBody
+from serve_app.schemas import ErrorBody, InvalidRequestBody
 from serve_app.uploads import UploadRejected
+
+try:  # recent FastAPI keeps included routers nested: this walks their routes
+    from fastapi.routing import iter_route_contexts as _all_routes
+except ImportError:  # older FastAPI: `app.routes` is already flat
+    def _all_routes(routes):  # type: ignore[no-redef]
+        return routes
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +27,7 @@ log = logging.getLogger(__name__)
 def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
     """OpenAPI entries for the error statuses a route may answer with."""
     descriptions = {
+        400: "Malformed request body: not parseable as the declared form or JSON",
         401: "Missing, expired or invalid access token",
         403: "Not allowed for this user",
         404: "Not found (also for another user's task)",
@@ -26,10 +35,12 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
         413: "Upload too large (bytes or pixels)",
         415: "Not a JPEG, PNG, WebP or BMP image",
         422: "Invalid parameters, or a corrupt image",
-        429: "Your queue is full; retry after `Retry-After` seconds",
+        429: "Too many requests (your queue is full, or too many failed logins); retry after `Retry-After` seconds",
         503: "The service queue is full or the database is unavailable; retry after `Retry-After` seconds",
     }
-    return {code: {"model": ErrorBody, "description": descriptions[code]} for code in codes}
+    # FastAPI's own 422 (request does not match the schema) has a list as `detail`; ours a sentence.
+    models = {422: InvalidRequestBody}
+    return {code: {"model": models.get(code, ErrorBody), "description": descriptions[code]} for code in codes}
 
 
 def _retry_later(status_code: int, detail: str, retry_after_s: int) -> JSONResponse:
@@ -51,6 +62,18 @@ def install_error_handlers(app: FastAPI, *, retry_after_s: int) -> None:
             )
         return _retry_later(status.HTTP_503_SERVICE_UNAVAILABLE, "The service is at capacity; try again shortly.", retry_after_s)
 
+    @app.exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED)
+    async def _method_not_allowed(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette's `Allow` names only the methods of the first route on the path (`POST` for
+        # /tasks, which GET also serves); RFC 9110 wants every method the resource supports.
+        methods: set[str] = set()
+        for route in _all_routes(request.app.routes):
+            match, _ = route.matches(request.scope)
+            if match is Match.PARTIAL:
+                methods |= getattr(route, "methods", None) or set()
+        headers = {**(exc.headers or {}), **({"Allow": ", ".join(sorted(methods))} if methods else {})}
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
+
     @app.exception_handler(IdempotencyConflict)
     async def _idempotency_conflict(_: Request, exc: IdempotencyConflict) -> JSONResponse:
         return JSONResponse({"detail": f"{exc} Use a new key for a new image."}, status_code=status.HTTP_409_CONFLICT)
@@ -67,4 +90,10 @@ def install_error_handlers(app: FastAPI, *, retry_after_s: int) -> None:
         if exc.connection_invalidated:
             return await _database_unavailable(request, exc)
         log.exception("database error")
+        return JSONResponse({"detail": "Internal error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # The traceback goes to the log for operators; the client learns nothing about internals.
+        log.error("unexpected %s on %s %s", type(exc).__name__, request.method, request.url.path, exc_info=exc)
         return JSONResponse({"detail": "Internal error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)

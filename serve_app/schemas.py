@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -13,6 +14,24 @@ from deployments.contract import ModelVersions, Primitive, Scene
 
 class ErrorBody(BaseModel):
     detail: str = Field(description="What went wrong and what to change.")
+
+
+class ValidationIssue(BaseModel):
+    """One way the request does not match its schema (pydantic's error format, as FastAPI sends it)."""
+
+    loc: list[str | int] = Field(description="Where: the part of the request, then the field.")
+    msg: str
+    type: str
+    input: Any = None
+    ctx: dict[str, Any] | None = None
+
+
+class InvalidRequestBody(BaseModel):
+    """A 422: FastAPI's list of validation issues, or one sentence from our own checks."""
+
+    detail: str | list[ValidationIssue] = Field(
+        description="A list when parameters or body do not match the schema; a sentence for a corrupt image, a bad cursor, a weak password."
+    )
 
 
 class NotFinishedBody(ErrorBody):
@@ -29,7 +48,8 @@ class Token(BaseModel):
 class UserCreate(BaseModel):
     username: str = Field(min_length=3, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     password: str = Field(min_length=10, max_length=128, description="10 to 128 characters, not the username.")
-    is_admin: bool = False
+    # Strict: the schema says boolean, so 0/1 or "yes" are refused (422) rather than read as a flag.
+    is_admin: bool = Field(False, strict=True)
 
 
 class UserPublic(BaseModel):

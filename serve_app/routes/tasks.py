@@ -17,7 +17,7 @@ from db.models import TaskStatus
 from deployments.contract import ClassScore, ModelVersions, Primitive, Scene
 from serve_app.deps import TASK_NOT_FOUND, CurrentUser, OwnedTask, ServicesDep, SessionDep
 from serve_app.errors import error_responses
-from serve_app.routes.uploads import ImageField, read_upload
+from serve_app.routes.uploads import IMAGE_PART_OPENAPI, ImageField, read_upload
 from serve_app.schemas import ImageSize, NotFinishedBody, TaskList, TaskPublic, TaskResult
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
@@ -38,11 +38,39 @@ def task_location(task_id: uuid.UUID) -> str:
     return f"{router.prefix}/{task_id}"
 
 
+def _links_to(task_id: str, **targets: str) -> dict[str, dict[str, object]]:
+    """OpenAPI links from a response to the task routes named by operationId (the handler's name,
+    see serve_app/api.py), each with its description; `task_id` is a runtime expression such as
+    `$response.body#/id`. Clients, and schemathesis' stateful tests, follow them."""
+    return {
+        "".join(word.capitalize() for word in operation_id.split("_")): {
+            "operationId": operation_id,
+            "parameters": {"task_id": task_id},
+            "description": description,
+        }
+        for operation_id, description in targets.items()
+    }
+
+
+def _response_links(status_code: int, links: dict[str, dict[str, object]]) -> dict[str, object]:
+    return {"responses": {str(status_code): {"links": links}}}
+
+
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=TaskPublic,
-    responses=error_responses(401, 409, 413, 415, 422, 429, 503),
+    responses=error_responses(400, 401, 409, 413, 415, 422, 429, 503),
+    openapi_extra={
+        **IMAGE_PART_OPENAPI,
+        **_response_links(202, _links_to(
+            "$response.body#/id",
+            get_task="Poll the new task.",
+            get_task_input="The image just uploaded.",
+            get_task_result="Its result, once it has succeeded (409 until then).",
+            delete_task="Delete it.",
+        )),
+    },
 )
 async def create_task(
     image: ImageField, user: CurrentUser, services: ServicesDep, session: SessionDep, response: Response,
@@ -105,7 +133,17 @@ async def list_tasks(
     )
 
 
-@router.get("/{task_id}", response_model=TaskPublic, responses=error_responses(401, 404, 422))
+@router.get(
+    "/{task_id}",
+    response_model=TaskPublic,
+    responses=error_responses(401, 404, 422),
+    openapi_extra=_response_links(200, _links_to(
+        "$response.body#/id",
+        get_task_input="The task's image.",
+        get_task_result="Its result, once it has succeeded (409 until then).",
+        delete_task="Delete it.",
+    )),
+)
 async def get_task(task: OwnedTask) -> TaskPublic:
     """A task's status, attempts, error and timestamps."""
     return TaskPublic.model_validate(task)
@@ -161,7 +199,17 @@ async def get_task_result(task: OwnedTask, session: SessionDep) -> TaskResult | 
     )
 
 
-@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, responses=error_responses(401, 404, 422))
+@router.delete(
+    "/{task_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=error_responses(401, 404, 422),
+    openapi_extra=_response_links(204, _links_to(
+        "$request.path.task_id",
+        get_task="Gone: 404 from now on.",
+        get_task_input="Gone with the task: 404.",
+        get_task_result="Gone with the task: 404.",
+    )),
+)
 async def delete_task(task_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
     """Delete a task with its input and result. A result still being computed is discarded."""
     if not await tasks.delete_owned(session, task_id, user.id):

@@ -9,9 +9,17 @@ from starlette.concurrency import run_in_threadpool
 
 from db.queue import NewInput
 from serve_app.settings import LimitsSettings
-from serve_app.uploads import ALLOWED_NAMES, validate_image
+from serve_app.uploads import ALLOWED_FORMATS, ALLOWED_NAMES, validate_image
 
 ImageField = Annotated[UploadFile, File(description=f"A {ALLOWED_NAMES} image.")]
+
+# OpenAPI of an upload route: the media types the `image` part may carry. Only documentation:
+# the format is sniffed from the bytes, the part's own Content-Type is not trusted.
+IMAGE_PART_OPENAPI = {
+    "requestBody": {
+        "content": {"multipart/form-data": {"encoding": {"image": {"contentType": ", ".join(ALLOWED_FORMATS.values())}}}}
+    }
+}
 
 
 async def read_upload(image: UploadFile, limits: LimitsSettings) -> NewInput:

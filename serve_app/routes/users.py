@@ -14,7 +14,7 @@ from serve_app.security import hash_password
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserPublic, responses=error_responses(401, 403, 409, 422))
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserPublic, responses=error_responses(400, 401, 403, 409, 422))
 async def create_user(body: UserCreate, _admin: AdminUser, session: SessionDep) -> UserPublic:
     """Create a user (administrators only)."""
     if body.password.casefold() == body.username.casefold():
