@@ -91,3 +91,10 @@ async def delete_owned(session: AsyncSession, task_id: uuid.UUID, owner_id: uuid
     deleted = result.first() is not None
     await session.commit()
     return deleted
+
+
+async def existing_owned(session: AsyncSession, owner_id: uuid.UUID, task_ids: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these tasks still exist and belong to `owner_id`."""
+    if not task_ids:
+        return set()
+    return set(await session.scalars(select(Task.id).where(Task.owner_id == owner_id, Task.id.in_(task_ids))))

@@ -45,7 +45,7 @@ PHASES = ["load", "chaos", "outage", "poison", "shutdown"]
 ENVIRONMENT = {
     "RAY_USAGE_STATS_ENABLED": "0",
     "PRIMSCENE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-    "PRIMSCENE_LEASE_S": "5",
+    "PRIMSCENE_LEASE_S": "10",
     "PRIMSCENE_HEARTBEAT_S": "1",
     "PRIMSCENE_RETRY_BACKOFF_S": "0.2",
     "PRIMSCENE_RESCUE_INTERVAL_S": "1",
@@ -230,7 +230,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--fault-tasks", type=int, default=400, help="tasks in each fault phase")
     parser.add_argument("--fault-clients", type=int, default=16)
-    parser.add_argument("--kill-every-s", type=float, default=4.0)
+    parser.add_argument("--kill-every-s", type=float, default=15.0, help="mean seconds between kills (a replacement starts in ~5-10 s here)")
     parser.add_argument("--outage-s", type=float, default=10.0)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/primscene_reliability")

@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from db.engine import SessionFactory, create_engine, is_sqlite, session_factory
 from db.notify import TaskListener
@@ -18,13 +20,15 @@ from serve_app.bootstrap import ensure_admin
 from serve_app.dispatcher import Dispatcher
 from serve_app.errors import install_error_handlers
 from serve_app.housekeeping import Housekeeping
-from serve_app.routes import auth, health, tasks, users
+from serve_app.routes import auth, health, task_events, tasks, users
 from serve_app.routes import models as model_routes
 from serve_app.security import TokenCodec
 from serve_app.services import Services
 from serve_app.settings import Settings
 
 API_PREFIX = "/api/v1"
+# The web app (plain ES modules, no build step), served at `/`.
+WEB_DIR = Path(__file__).with_name("web")
 # Room for the multipart framing around the largest allowed image.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
@@ -102,8 +106,12 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
     )
     install_error_handlers(app, retry_after_s=limits.retry_after_s)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, tasks, model_routes, users):
+    # task_events before tasks: `/tasks/events` must not be read as a task id.
+    for module in (auth, task_events, tasks, model_routes, users):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
+    # Last: routes match in order, so the API, the probes, /docs and /openapi.json come first and
+    # the web app only answers the paths nothing else claims (`/` → index.html).
+    app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
     return app

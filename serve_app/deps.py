@@ -40,7 +40,7 @@ def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def get_current_user(token: Annotated[str, Depends(_bearer)], services: ServicesDep, session: SessionDep) -> User:
+async def _user_for(token: str, services: Services, session: AsyncSession) -> User:
     try:
         user_id = services.tokens.subject(token)
     except InvalidToken:
@@ -51,7 +51,21 @@ async def get_current_user(token: Annotated[str, Depends(_bearer)], services: Se
     return user
 
 
+async def get_current_user(token: Annotated[str, Depends(_bearer)], services: ServicesDep, session: SessionDep) -> User:
+    return await _user_for(token, services, session)
+
+
 CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_streaming_user(token: Annotated[str, Depends(_bearer)], services: ServicesDep) -> User:
+    """The caller, checked with a session of its own that is closed at once: a long-lived
+    stream must not hold a database connection for its whole life, as `SessionDep` would."""
+    async with services.sessions() as session:
+        return await _user_for(token, services, session)
+
+
+StreamingUser = Annotated[User, Depends(get_streaming_user)]
 
 
 async def require_admin(user: CurrentUser) -> User:

@@ -5,11 +5,11 @@ catalog behind `/models`."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 import ray
-from ray.exceptions import RayError, RayTaskError
+from ray.exceptions import ActorUnavailableError, RayActorError, RayError, RayTaskError
 from ray.serve.handle import DeploymentHandle
 
 from deployments.contract import ImagePayload, ModelInfo, ModelPrediction, ModelVersions, PipelineResult, UnknownModel
@@ -18,16 +18,33 @@ READY_TIMEOUT_S = 5.0
 T = TypeVar("T")
 
 
-async def replica_call(response: Awaitable[T]) -> T:
-    """Await a replica's answer. When the replica's own code raised, raise that exception itself:
-    Ray's wrapper carries the remote traceback in its text, which must not reach a task's error
-    or an HTTP answer."""
-    try:
-        return await response
-    except RayTaskError as exc:
-        if isinstance(exc.cause, Exception) and not isinstance(exc.cause, RayError):
-            raise exc.cause from None
-        raise
+# A replica that died (crash, OOM, node lost) takes the calls it was serving with it. Serve
+# starts a replacement, so such a call is sent again a few times before the task's attempt fails.
+REPLICA_LOST = (RayActorError, ActorUnavailableError)
+REPLICA_RETRIES = 3
+REPLICA_RETRY_WAIT_S = 1.0
+
+
+async def replica_call(call: Callable[[], Awaitable[T]]) -> T:
+    """Make a replica call and await its answer.
+
+    - The replica died or cannot be reached: try again (`REPLICA_RETRIES` times, waiting a little
+      longer each time), since the next try goes to a live replica or waits for the replacement.
+      An image that itself kills replicas still fails after the retries, attempt by attempt.
+    - The replica's own code raised: raise that exception itself; Ray's wrapper carries the
+      remote traceback in its text, which must not reach a task's error or an HTTP answer."""
+    for retry in range(REPLICA_RETRIES + 1):
+        try:
+            return await call()
+        except REPLICA_LOST:
+            if retry == REPLICA_RETRIES:
+                raise
+            await asyncio.sleep(REPLICA_RETRY_WAIT_S * (retry + 1))
+        except RayTaskError as exc:
+            if isinstance(exc.cause, Exception) and not isinstance(exc.cause, RayError):
+                raise exc.cause from None
+            raise
+    raise AssertionError("unreachable")
 
 
 class ServePipeline:
@@ -44,8 +61,8 @@ class ServePipeline:
 
     async def __call__(self, image: ImagePayload) -> PipelineResult:
         stored = ray.put(image.data)
-        detection = await replica_call(self._detector.detect.remote(stored))
-        classification = await replica_call(self._classifier.classify.remote(stored, detection.primitives))
+        detection = await replica_call(lambda: self._detector.detect.remote(stored))
+        classification = await replica_call(lambda: self._classifier.classify.remote(stored, detection.primitives))
         return PipelineResult(
             primitives=detection.primitives,
             scene=classification.scene,
@@ -67,11 +84,11 @@ class ServeModelCatalog:
     async def predict(self, name: str, image: ImagePayload) -> ModelPrediction:
         detector, classifier = await self.list_models()
         if name == detector.name:
-            return await replica_call(self._detector.detect.remote(image.data))
+            return await replica_call(lambda: self._detector.detect.remote(image.data))
         if name == classifier.name:
             # The classifier reads the detector's primitives, as in a task; both are returned.
-            detection = await replica_call(self._detector.detect.remote(image.data))
-            classification = await replica_call(self._classifier.classify.remote(image.data, detection.primitives))
+            detection = await replica_call(lambda: self._detector.detect.remote(image.data))
+            classification = await replica_call(lambda: self._classifier.classify.remote(image.data, detection.primitives))
             return classification.model_copy(update={"primitives": detection.primitives})
         raise UnknownModel(name)
 

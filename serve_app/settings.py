@@ -106,6 +106,9 @@ class QueueSettings(BaseSettings):
     )
     rescue_interval_s: float = Field(5.0, gt=0, description="How often expired leases are rescued.")
     max_in_flight: int = Field(16, ge=1, description="Tasks one dispatcher runs at once.")
+    events_poll_interval_s: float = Field(
+        0.5, gt=0, description="How often a live event stream (`…/events`) looks for changed tasks."
+    )
 
 
 class RetentionSettings(BaseSettings):

@@ -17,6 +17,7 @@ import httpx
 import pytest
 from asgi_lifespan import LifespanManager
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db import migrate
@@ -33,6 +34,7 @@ from serve_app.settings import (
 )
 from tests.support.api import create_user, login
 from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
+from tests.support.tcp_proxy import CuttableProxy
 
 # Each test session gets its own database by default, so two runs at once do not empty each
 # other's tables.
@@ -107,9 +109,19 @@ def make_settings(
         database=DatabaseSettings(database_url=database_url),
         auth=AuthSettings(admin_username="admin", admin_password=ADMIN_PASSWORD, **(auth or {})),
         limits=LimitsSettings(**limits),
-        queue=QueueSettings(poll_interval_s=0.02, heartbeat_s=0.5, lease_s=5),
+        queue=QueueSettings(poll_interval_s=0.02, heartbeat_s=0.5, lease_s=5, events_poll_interval_s=0.05),
         retention=RetentionSettings(**(retention or {})),
     )
+
+
+@pytest.fixture
+async def postgres_proxy(postgres_url: str) -> AsyncIterator[CuttableProxy]:
+    """A loopback proxy to the test PostgreSQL server that a test can cut and restore."""
+    url = make_url(postgres_url)
+    proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
+    await proxy.start()
+    yield proxy
+    await proxy.stop()
 
 
 @pytest.fixture

@@ -33,18 +33,11 @@ ANSWER_WITHIN_S = 5.0
 
 
 @pytest.fixture
-async def proxy(postgres_url: str) -> AsyncIterator[CuttableProxy]:
-    url = make_url(postgres_url)
-    proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
-    await proxy.start()
-    yield proxy
-    await proxy.stop()
-
-
-@pytest.fixture
-async def client_via_proxy(postgres_url: str, proxy: CuttableProxy, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def client_via_proxy(
+    postgres_url: str, postgres_proxy: CuttableProxy, tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
     await empty_tables(postgres_url)
-    url = make_url(postgres_url).set(port=proxy.port).render_as_string(hide_password=False)
+    url = make_url(postgres_url).set(port=postgres_proxy.port).render_as_string(hide_password=False)
     settings = make_settings(url, tmp_path)
     app = create_app(settings, models=BoundingBoxCatalog(), pipeline=BoundingBoxPipeline(delay_s=0.5))
     async with LifespanManager(app) as manager:
@@ -60,7 +53,7 @@ async def _timed(request) -> tuple[httpx.Response, float]:
 
 
 async def test_database_outage_is_503_and_loses_nothing(
-    client_via_proxy: httpx.AsyncClient, proxy: CuttableProxy, postgres_url: str
+    client_via_proxy: httpx.AsyncClient, postgres_proxy: CuttableProxy, postgres_url: str
 ) -> None:
     client = client_via_proxy
     admin = await login(client, "admin", ADMIN_PASSWORD)
@@ -68,7 +61,7 @@ async def test_database_outage_is_503_and_loses_nothing(
     accepted = [(await submit(client, alice, rectangle_image())).json()["id"] for _ in range(6)]
     await asyncio.sleep(0.2)  # some are running now
 
-    await proxy.cut()
+    await postgres_proxy.cut()
     outage_ends = time.monotonic() + OUTAGE_S
     answers: list[tuple[str, int, float]] = []
     while time.monotonic() < outage_ends:
@@ -86,7 +79,7 @@ async def test_database_outage_is_503_and_loses_nothing(
             assert took < ANSWER_WITHIN_S, (name, took)
         await asyncio.sleep(0.2)
     assert (await client.get("/readyz")).status_code == 503
-    await proxy.start()
+    await postgres_proxy.start()
 
     # Without any help, the dispatcher finishes everything accepted before the outage.
     for task_id in accepted:

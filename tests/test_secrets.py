@@ -30,17 +30,8 @@ class BrokenCatalog(BoundingBoxCatalog):
 
 
 @pytest.fixture
-async def proxy(postgres_url: str) -> AsyncIterator[CuttableProxy]:
-    url = make_url(postgres_url)
-    proxy = CuttableProxy(url.host or "127.0.0.1", url.port or 5432)
-    await proxy.start()
-    yield proxy
-    await proxy.stop()
-
-
-@pytest.fixture
-def production_settings(postgres_url: str, proxy: CuttableProxy, tmp_path: Path) -> Settings:
-    url = make_url(postgres_url).set(port=proxy.port, password=DB_PASSWORD).render_as_string(hide_password=False)
+def production_settings(postgres_url: str, postgres_proxy: CuttableProxy, tmp_path: Path) -> Settings:
+    url = make_url(postgres_url).set(port=postgres_proxy.port, password=DB_PASSWORD).render_as_string(hide_password=False)
     return Settings(
         general=GeneralSettings(environment=Environment.production, data_dir=tmp_path),
         database=DatabaseSettings(database_url=url),
@@ -67,7 +58,7 @@ def _assert_clean(response: httpx.Response) -> None:
 
 
 async def test_secrets_stay_out_of_logs_and_error_bodies(
-    client: httpx.AsyncClient, proxy: CuttableProxy, production_settings: Settings, caplog: pytest.LogCaptureFixture
+    client: httpx.AsyncClient, postgres_proxy: CuttableProxy, production_settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     responses = []
@@ -84,7 +75,7 @@ async def test_secrets_stay_out_of_logs_and_error_bodies(
     broken = await client.get(f"{API}/models", headers=alice)  # code fails unexpectedly
     assert broken.status_code == 500 and broken.json() == {"detail": "Internal error"}
     responses.append(broken)
-    await proxy.cut()  # and the database goes away
+    await postgres_proxy.cut()  # and the database goes away
     responses += [
         await client.get(f"{API}/tasks", headers=alice),
         await client.post(f"{API}/auth/token", data={"username": "alice", "password": "alice-password-1"}),

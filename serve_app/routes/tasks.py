@@ -11,10 +11,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from db import queue, tasks
-from db.models import TaskStatus
+from db.models import Task, TaskStatus
 from deployments.contract import ClassScore, ModelVersions, Primitive, Scene
+from serve_app.annotate import render_png
 from serve_app.deps import TASK_NOT_FOUND, CurrentUser, OwnedTask, ServicesDep, SessionDep
 from serve_app.errors import error_responses
 from serve_app.routes.uploads import IMAGE_PART_OPENAPI, ImageField, read_upload
@@ -68,6 +70,7 @@ def _response_links(status_code: int, links: dict[str, dict[str, object]]) -> di
             get_task="Poll the new task.",
             get_task_input="The image just uploaded.",
             get_task_result="Its result, once it has succeeded (409 until then).",
+            get_task_result_png="Its result drawn over the image (409 until it has succeeded).",
             delete_task="Delete it.",
         )),
     },
@@ -141,6 +144,7 @@ async def list_tasks(
         "$response.body#/id",
         get_task_input="The task's image.",
         get_task_result="Its result, once it has succeeded (409 until then).",
+        get_task_result_png="Its result drawn over the image (409 until it has succeeded).",
         delete_task="Delete it.",
     )),
 )
@@ -169,34 +173,75 @@ async def get_task_input(task_id: uuid.UUID, user: CurrentUser, session: Session
     )
 
 
-@router.get(
-    "/{task_id}/result",
-    response_model=TaskResult,
-    responses={**error_responses(401, 404, 422), 409: {"model": NotFinishedBody, "description": "The task has no result (yet)"}},
-)
-async def get_task_result(task: OwnedTask, session: SessionDep) -> TaskResult | JSONResponse:
-    """Primitives, scene and model versions of a succeeded task; 409 with the status otherwise."""
-    if task.status != TaskStatus.succeeded.value:
-        reason = "The task failed; it has no result." if task.status == TaskStatus.failed.value else "The task has not finished yet; poll again later."
-        body = NotFinishedBody(detail=reason, status=TaskStatus(task.status), error=task.error)
-        return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_409_CONFLICT)
+NOT_FINISHED_RESPONSE = {409: {"model": NotFinishedBody, "description": "The task has no result (yet)"}}
+
+
+def _refuse_unless_succeeded(task: Task) -> JSONResponse | None:
+    """The 409 for a task without a result, with its status (and error, when it failed)."""
+    if task.status == TaskStatus.succeeded.value:
+        return None
+    reason = "The task failed; it has no result." if task.status == TaskStatus.failed.value else "The task has not finished yet; poll again later."
+    body = NotFinishedBody(detail=reason, status=TaskStatus(task.status), error=task.error)
+    return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_409_CONFLICT)
+
+
+async def _stored_result(session: SessionDep, task: Task) -> tuple[tasks.StoredResult, list[Primitive], Scene]:
     stored = await tasks.get_result(session, task.id)
     if stored is None:  # deleted since the task was read
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=TASK_NOT_FOUND)
     scene = stored.scene
-    return TaskResult(
-        task_id=task.id,
-        status=TaskStatus.succeeded,
-        image=ImageSize(width=stored.width, height=stored.height),
-        primitives=[Primitive.model_validate(p, from_attributes=True) for p in stored.primitives],
-        scene=Scene(
+    return (
+        stored,
+        [Primitive.model_validate(p, from_attributes=True) for p in stored.primitives],
+        Scene(
             class_id=scene.class_id,
             class_name=scene.class_name,
             confidence=scene.confidence,
             top_k=[ClassScore.model_validate(s) for s in scene.top_k],
         ),
-        models=ModelVersions(detector=scene.detector_model, classifier=scene.classifier_model),
     )
+
+
+@router.get(
+    "/{task_id}/result",
+    response_model=TaskResult,
+    responses={**error_responses(401, 404, 422), **NOT_FINISHED_RESPONSE},
+)
+async def get_task_result(task: OwnedTask, session: SessionDep) -> TaskResult | JSONResponse:
+    """Primitives, scene and model versions of a succeeded task; 409 with the status otherwise."""
+    if (refusal := _refuse_unless_succeeded(task)) is not None:
+        return refusal
+    stored, primitives, scene = await _stored_result(session, task)
+    return TaskResult(
+        task_id=task.id,
+        status=TaskStatus.succeeded,
+        image=ImageSize(width=stored.width, height=stored.height),
+        primitives=primitives,
+        scene=scene,
+        models=ModelVersions(detector=stored.scene.detector_model, classifier=stored.scene.classifier_model),
+    )
+
+
+@router.get(
+    "/{task_id}/result.png",
+    response_class=Response,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "The upright image with the boxes, labels and scene drawn"},
+        **error_responses(401, 404, 422),
+        **NOT_FINISHED_RESPONSE,
+    },
+)
+async def get_task_result_png(task: OwnedTask, session: SessionDep) -> Response:
+    """The result drawn over the image: each primitive's rotated box with its class and
+    confidence, and the scene; 409 with the status until the task has succeeded."""
+    if (refusal := _refuse_unless_succeeded(task)) is not None:
+        return refusal
+    _, primitives, scene = await _stored_result(session, task)
+    stored_input = await tasks.get_input(session, task.id, task.owner_id)
+    if stored_input is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=TASK_NOT_FOUND)
+    png = await run_in_threadpool(render_png, stored_input.data, primitives, scene)
+    return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
 
 
 @router.delete(
@@ -208,6 +253,7 @@ async def get_task_result(task: OwnedTask, session: SessionDep) -> TaskResult | 
         get_task="Gone: 404 from now on.",
         get_task_input="Gone with the task: 404.",
         get_task_result="Gone with the task: 404.",
+        get_task_result_png="Gone with the task: 404.",
     )),
 )
 async def delete_task(task_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
