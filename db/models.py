@@ -56,6 +56,8 @@ class User(SQLModel, table=True):
     hashed_password: str = Field(sa_column=Column(String(255), nullable=False))
     is_admin: bool = False
     created_at: datetime = _timestamp()
+    # HMAC key for signing this user's webhooks; made on first use.
+    webhook_secret: str | None = Field(default=None, sa_column=Column(String(64)))
 
 
 class Task(SQLModel, table=True):
@@ -67,6 +69,7 @@ class Task(SQLModel, table=True):
         Index("ix_tasks_owner_id_created_at", "owner_id", "created_at"),
         Index("ix_tasks_owner_id_status", "owner_id", "status"),
         Index("ix_tasks_finished_at", "finished_at"),  # the retention job's range scan
+        Index("ix_tasks_webhook_state_webhook_next_at", "webhook_state", "webhook_next_at"),  # webhooks due
     )
 
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
@@ -82,6 +85,11 @@ class Task(SQLModel, table=True):
     created_at: datetime = _timestamp()
     started_at: datetime | None = _timestamp(nullable=True)
     finished_at: datetime | None = _timestamp(nullable=True)
+    # Webhook: where to POST the outcome once the task has finished, and how delivery stands:
+    # `pending` (set with the URL), `retrying`, `delivered` or `failed`; None without a URL.
+    callback_url: str | None = Field(default=None, sa_column=Column(Text))
+    webhook_state: str | None = Field(default=None, sa_column=Column(String(16)))
+    webhook_next_at: datetime | None = _timestamp(nullable=True)
 
 
 class TaskInput(SQLModel, table=True):
@@ -141,3 +149,17 @@ class LoginThrottle(SQLModel, table=True):
     failures: int
     window_started_at: datetime = _timestamp()
     blocked_until: datetime | None = _timestamp(nullable=True)
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """One attempt to deliver a task's webhook."""
+
+    __tablename__ = "webhook_deliveries"
+
+    id: int | None = Field(default=None, primary_key=True)
+    task_id: uuid.UUID = Field(sa_column=Column(ForeignKey("tasks.id", ondelete="CASCADE"), nullable=False, index=True))
+    attempt: int
+    attempted_at: datetime = _timestamp()
+    status_code: int | None = None
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    delivered: bool = False

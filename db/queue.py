@@ -77,8 +77,10 @@ async def enqueue(
     max_attempts: int,
     bounds: Bounds,
     idempotency_key: str | None = None,
+    callback_url: str | None = None,
 ) -> tuple[Task, bool]:
-    """Store a task and its image in one transaction. Returns (task, created).
+    """Store a task and its image in one transaction. Returns (task, created). With a
+    `callback_url`, the outcome is POSTed there once the task has finished (`db.webhooks`).
 
     With an idempotency key already used by this owner, the earlier task comes back instead
     (created=False), provided the image is the same.
@@ -89,6 +91,8 @@ async def enqueue(
             return existing, False
     await _check_bounds(session, owner_id, bounds)
     task = Task(owner_id=owner_id, max_attempts=max_attempts, idempotency_key=idempotency_key)
+    if callback_url is not None:
+        task.callback_url, task.webhook_state, task.webhook_next_at = callback_url, "pending", task.created_at
     stored = TaskInput(
         task_id=task.id,
         content_type=upload.content_type,

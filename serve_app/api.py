@@ -9,6 +9,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
+from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from db.engine import SessionFactory, create_engine, is_sqlite, session_factory
@@ -20,6 +21,7 @@ from serve_app.bootstrap import ensure_admin
 from serve_app.dispatcher import Dispatcher
 from serve_app.errors import install_error_handlers
 from serve_app.housekeeping import Housekeeping
+from serve_app.webhooks import WebhookSender
 from serve_app.routes import auth, health, task_events, tasks, users
 from serve_app.routes import models as model_routes
 from serve_app.security import TokenCodec
@@ -57,6 +59,10 @@ async def _dispatching(settings: Settings, sessions: SessionFactory, pipeline: P
         await dispatcher.stop()
 
 
+async def _web_page() -> FileResponse:
+    return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
 def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeline: Pipeline | None = None) -> FastAPI:
     """Build the app. With a `pipeline`, the app also runs a dispatcher that feeds it queued tasks."""
     settings = settings or Settings()
@@ -71,8 +77,12 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
             await check_schema(engine)
             sessions = session_factory(engine)
             await ensure_admin(sessions, settings)
-            housekeeping = Housekeeping(sessions, settings.retention, settings.auth.login_policy())
-            housekeeping.start()
+            # Periodic jobs of every ingress replica; the webhook sender only where webhooks are on.
+            jobs: list[Housekeeping | WebhookSender] = [Housekeeping(sessions, settings.retention, settings.auth.login_policy())]
+            if settings.webhooks.allowed_hosts():
+                jobs.append(WebhookSender(sessions, settings.webhooks))
+            for job in jobs:
+                job.start()
             try:
                 async with _dispatching(settings, sessions, pipeline) as dispatcher:
                     app.state.services = Services(
@@ -85,7 +95,8 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
                     )
                     yield
             finally:
-                await housekeeping.stop()
+                for job in jobs:
+                    await job.stop()
         finally:
             await engine.dispose()
 
@@ -106,12 +117,12 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
     )
     install_error_handlers(app, retry_after_s=limits.retry_after_s)
     api = APIRouter(prefix=API_PREFIX)
-    # task_events before tasks: `/tasks/events` must not be read as a task id.
     for module in (auth, task_events, tasks, model_routes, users):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)
-    # Last: routes match in order, so the API, the probes, /docs and /openapi.json come first and
-    # the web app only answers the paths nothing else claims (`/` → index.html).
-    app.mount("/", StaticFiles(directory=WEB_DIR, html=True), name="web")
+    # The web app: its page at `/`, its files under `/web/`. Not a catch-all mount at `/`: that
+    # would answer a wrong method on an API path with 404 instead of 405.
+    app.add_api_route("/", _web_page, methods=["GET"], include_in_schema=False)
+    app.mount("/web", StaticFiles(directory=WEB_DIR), name="web")
     return app

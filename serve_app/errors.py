@@ -24,8 +24,11 @@ except ImportError:  # older FastAPI: `app.routes` is already flat
 log = logging.getLogger(__name__)
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
-    """OpenAPI entries for the error statuses a route may answer with."""
+def error_responses(*codes: int, streaming: bool = False) -> dict[int | str, dict[str, object]]:
+    """OpenAPI entries for the error statuses a route may answer with. Errors are JSON; on a
+    `streaming` route (`text/event-stream` on success) FastAPI would file their schema under the
+    stream's media type, so they are written out as JSON here (the models are in the
+    components already, through the other routes)."""
     descriptions = {
         400: "Malformed request body: not parseable as the declared form or JSON",
         401: "Missing, expired or invalid access token",
@@ -40,6 +43,14 @@ def error_responses(*codes: int) -> dict[int | str, dict[str, object]]:
     }
     # FastAPI's own 422 (request does not match the schema) has a list as `detail`; ours a sentence.
     models = {422: InvalidRequestBody}
+    if streaming:
+        return {
+            code: {
+                "description": descriptions[code],
+                "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{models.get(code, ErrorBody).__name__}"}}},
+            }
+            for code in codes
+        }
     return {code: {"model": models.get(code, ErrorBody), "description": descriptions[code]} for code in codes}
 
 
@@ -65,11 +76,15 @@ def install_error_handlers(app: FastAPI, *, retry_after_s: int) -> None:
     @app.exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED)
     async def _method_not_allowed(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # Starlette's `Allow` names only the methods of the first route on the path (`POST` for
-        # /tasks, which GET also serves); RFC 9110 wants every method the resource supports.
+        # /tasks, which GET also serves); RFC 9110 wants every method the resource supports. The
+        # resource is the first route template that matches: `/tasks/events` is not also
+        # `/tasks/{task_id}`, which would match the same path with other methods.
         methods: set[str] = set()
+        resource = None
         for route in _all_routes(request.app.routes):
             match, _ = route.matches(request.scope)
-            if match is Match.PARTIAL:
+            if match is Match.PARTIAL and resource in (None, route.path):
+                resource = route.path
                 methods |= getattr(route, "methods", None) or set()
         headers = {**(exc.headers or {}), **({"Allow": ", ".join(sorted(methods))} if methods else {})}
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)

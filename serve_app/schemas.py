@@ -72,6 +72,31 @@ class TaskPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    callback_url: str | None = Field(None, description="Where the outcome is POSTed once the task has finished.")
+    webhook_state: str | None = Field(
+        None, description="`pending`, `retrying`, `delivered` or `failed`; null without a callback URL. Attempts: `GET …/webhook`."
+    )
+
+
+class WebhookAttempt(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    attempt: int
+    attempted_at: datetime
+    status_code: int | None = Field(description="The receiver's HTTP status; null if it could not be reached.")
+    error: str | None = Field(description="Why the attempt did not count as delivered.")
+    delivered: bool
+
+
+class WebhookStatus(BaseModel):
+    callback_url: str | None
+    state: str | None
+    next_attempt_at: datetime | None = Field(description="When the next attempt is due, while `retrying`.")
+    attempts: list[WebhookAttempt]
+
+
+class WebhookSecret(BaseModel):
+    secret: str = Field(description="HMAC-SHA256 key of your webhooks' `X-Primscene-Signature`.")
 
 
 class TaskList(BaseModel):

@@ -122,6 +122,21 @@ class RetentionSettings(BaseSettings):
     )
 
 
+class WebhookSettings(BaseSettings):
+    model_config = _config()
+
+    webhook_allowed_hosts: str = Field(
+        "", description="Comma-separated `host` or `host:port` that callback URLs may point to. Empty: webhooks are off."
+    )
+    webhook_timeout_s: float = Field(10.0, gt=0, description="How long one delivery may take.")
+    webhook_max_attempts: int = Field(6, ge=1, description="Deliveries tried before a webhook is given up.")
+    webhook_retry_backoff_s: float = Field(10.0, ge=0, description="Wait before the second try; doubles after each.")
+    webhook_poll_interval_s: float = Field(1.0, gt=0, description="How often finished tasks are checked for webhooks due.")
+
+    def allowed_hosts(self) -> set[str]:
+        return {host.strip().lower() for host in self.webhook_allowed_hosts.split(",") if host.strip()}
+
+
 class Settings(BaseModel):
     """All settings of one Primscene process."""
 
@@ -131,6 +146,7 @@ class Settings(BaseModel):
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
 
     @model_validator(mode="after")
     def _refuse_weak_secrets_outside_development(self) -> Settings:

@@ -131,16 +131,23 @@ async def test_openapi_describes_every_route_and_its_errors(client: httpx.AsyncC
     spec = (await client.get("/openapi.json")).json()
     operations = {(method.upper(), path): op for path, ops in spec["paths"].items() for method, op in ops.items()}
     expected = {
-        ("POST", f"{API}/auth/token"): {"200", "401"},
+        ("POST", f"{API}/auth/token"): {"200", "401", "429"},
         ("POST", f"{API}/tasks"): {"202", "401", "413", "415", "422", "429", "503"},
         ("GET", f"{API}/tasks"): {"200", "401", "422"},
         ("GET", f"{API}/tasks/{{task_id}}"): {"200", "401", "404"},
         ("GET", f"{API}/tasks/{{task_id}}/input"): {"200", "404"},
         ("GET", f"{API}/tasks/{{task_id}}/result"): {"200", "404", "409"},
+        ("GET", f"{API}/tasks/{{task_id}}/result.png"): {"200", "404", "409"},
+        ("GET", f"{API}/tasks/{{task_id}}/webhook"): {"200", "404"},
+        ("GET", f"{API}/events"): {"200", "401"},
+        ("GET", f"{API}/tasks/{{task_id}}/events"): {"200", "401", "404"},
         ("GET", f"{API}/models"): {"200", "401"},
         ("DELETE", f"{API}/tasks/{{task_id}}"): {"204", "404"},
         ("POST", f"{API}/models/{{name}}/predict"): {"200", "404", "413", "415", "422"},
         ("POST", f"{API}/users"): {"201", "403", "409", "422"},
+        ("GET", f"{API}/users/me"): {"200", "401"},
+        ("GET", f"{API}/users/me/webhook-secret"): {"200", "401"},
+        ("POST", f"{API}/users/me/webhook-secret"): {"200", "401"},
         ("GET", "/healthz"): {"200"},
         ("GET", "/readyz"): {"200", "503"},
     }

@@ -77,7 +77,7 @@ async def test_task_events_answer_like_the_task_route_for_strangers(client: http
     task = (await submit(client, users.alice, rectangle_image())).json()
     assert (await client.get(f"{API}/tasks/{task['id']}/events", headers=users.bob)).status_code == 404
     assert (await client.get(f"{API}/tasks/{task['id']}/events")).status_code == 401
-    assert (await client.get(f"{API}/tasks/events")).status_code == 401
+    assert (await client.get(f"{API}/events")).status_code == 401
 
 
 @pytest.fixture
@@ -98,7 +98,7 @@ async def test_user_stream_shows_new_changed_and_deleted_tasks(live: httpx.Async
     bob = await create_user(live, admin, "bob", "bob-password-12")
     earlier = (await submit(live, alice, rectangle_image())).json()
     await wait_until_finished(live, alice, earlier["id"])
-    async with live.stream("GET", f"{API}/tasks/events", headers=alice) as response:
+    async with live.stream("GET", f"{API}/events", headers=alice) as response:
         stream = EventStream(response)
         [(name, first)] = await stream.read(1)  # the snapshot: her one task
         assert (name, first["id"], first["status"]) == ("task", earlier["id"], "succeeded")

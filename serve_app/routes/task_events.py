@@ -23,7 +23,7 @@ from serve_app.errors import error_responses
 from serve_app.schemas import TaskPublic
 from serve_app.services import Services
 
-router = APIRouter(prefix="/tasks", tags=["tasks"])
+router = APIRouter(tags=["tasks"])
 
 WINDOW = 100  # the per-user stream follows the caller's newest tasks
 STREAM_DESCRIPTION = {"description": "`text/event-stream` of `task` events (data: the task as `GET /tasks/{task_id}` returns it)"}
@@ -47,9 +47,9 @@ async def _owned_task_for_stream(task_id: uuid.UUID, user: StreamingUser, servic
 
 
 @router.get(
-    "/events",
+    "/events",  # not /tasks/events: that path would also be `/tasks/{task_id}` with another method
     response_class=EventSourceResponse,
-    responses={200: STREAM_DESCRIPTION, **error_responses(401)},
+    responses={200: STREAM_DESCRIPTION, **error_responses(401, streaming=True)},
 )
 async def user_task_events(user: StreamingUser, services: ServicesDep) -> AsyncIterable[ServerSentEvent]:
     """Live updates of the caller's tasks: first a `task` event for each of the newest 100, then
@@ -81,9 +81,9 @@ async def _poll_user_tasks(services: Services, user: User, seen: dict[uuid.UUID,
 
 
 @router.get(
-    "/{task_id}/events",
+    "/tasks/{task_id}/events",
     response_class=EventSourceResponse,
-    responses={200: STREAM_DESCRIPTION, **error_responses(401, 404, 422)},
+    responses={200: STREAM_DESCRIPTION, **error_responses(401, 404, 422, streaming=True)},
 )
 async def task_events(
     task: Annotated[Task, Depends(_owned_task_for_stream)], user: StreamingUser, services: ServicesDep

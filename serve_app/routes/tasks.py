@@ -9,18 +9,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Form, Header, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from db import queue, tasks
+from db import queue, tasks, webhooks
 from db.models import Task, TaskStatus
-from deployments.contract import ClassScore, ModelVersions, Primitive, Scene
 from serve_app.annotate import render_png
 from serve_app.deps import TASK_NOT_FOUND, CurrentUser, OwnedTask, ServicesDep, SessionDep
 from serve_app.errors import error_responses
+from serve_app.results import task_result
 from serve_app.routes.uploads import IMAGE_PART_OPENAPI, ImageField, read_upload
-from serve_app.schemas import ImageSize, NotFinishedBody, TaskList, TaskPublic, TaskResult
+from serve_app.schemas import NotFinishedBody, TaskList, TaskPublic, TaskResult, WebhookAttempt, WebhookStatus
+from serve_app.webhooks import MAX_URL_LENGTH, CallbackRefused, check_callback_url
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
 
@@ -71,6 +72,8 @@ def _response_links(status_code: int, links: dict[str, dict[str, object]]) -> di
             get_task_input="The image just uploaded.",
             get_task_result="Its result, once it has succeeded (409 until then).",
             get_task_result_png="Its result drawn over the image (409 until it has succeeded).",
+            task_events="Follow it live until it has finished.",
+            get_task_webhook="How its webhook stands.",
             delete_task="Delete it.",
         )),
     },
@@ -78,6 +81,14 @@ def _response_links(status_code: int, links: dict[str, dict[str, object]]) -> di
 async def create_task(
     image: ImageField, user: CurrentUser, services: ServicesDep, session: SessionDep, response: Response,
     idempotency_key: IdempotencyKey = None,
+    callback_url: Annotated[
+        str | None,
+        Form(
+            max_length=MAX_URL_LENGTH,
+            pattern=r"^https?://",
+            description="POST the outcome here once the task has finished (webhook); its host must be on the service's allow-list.",
+        ),
+    ] = None,
 ) -> TaskPublic:
     """Submit an image. Answers at once with the queued task; poll it or its result.
 
@@ -85,6 +96,11 @@ async def create_task(
     image the earlier task is returned (marked by `Idempotent-Replayed: true`).
     """
     settings = services.settings
+    if callback_url is not None:
+        try:
+            check_callback_url(callback_url, settings.webhooks.allowed_hosts())
+        except CallbackRefused as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
     upload = await read_upload(image, settings.limits)
     task, created = await queue.enqueue(
         session,
@@ -93,6 +109,7 @@ async def create_task(
         max_attempts=settings.queue.max_attempts,
         bounds=queue.Bounds(per_user=settings.limits.max_queued_per_user, total=settings.limits.max_queued_total),
         idempotency_key=idempotency_key,
+        callback_url=callback_url,
     )
     if created:
         services.wake_dispatcher()
@@ -185,21 +202,11 @@ def _refuse_unless_succeeded(task: Task) -> JSONResponse | None:
     return JSONResponse(body.model_dump(mode="json"), status_code=status.HTTP_409_CONFLICT)
 
 
-async def _stored_result(session: SessionDep, task: Task) -> tuple[tasks.StoredResult, list[Primitive], Scene]:
-    stored = await tasks.get_result(session, task.id)
-    if stored is None:  # deleted since the task was read
+async def _result_or_404(session: SessionDep, task: Task) -> TaskResult:
+    result = await task_result(session, task)
+    if result is None:  # deleted since the task was read
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=TASK_NOT_FOUND)
-    scene = stored.scene
-    return (
-        stored,
-        [Primitive.model_validate(p, from_attributes=True) for p in stored.primitives],
-        Scene(
-            class_id=scene.class_id,
-            class_name=scene.class_name,
-            confidence=scene.confidence,
-            top_k=[ClassScore.model_validate(s) for s in scene.top_k],
-        ),
-    )
+    return result
 
 
 @router.get(
@@ -211,15 +218,7 @@ async def get_task_result(task: OwnedTask, session: SessionDep) -> TaskResult | 
     """Primitives, scene and model versions of a succeeded task; 409 with the status otherwise."""
     if (refusal := _refuse_unless_succeeded(task)) is not None:
         return refusal
-    stored, primitives, scene = await _stored_result(session, task)
-    return TaskResult(
-        task_id=task.id,
-        status=TaskStatus.succeeded,
-        image=ImageSize(width=stored.width, height=stored.height),
-        primitives=primitives,
-        scene=scene,
-        models=ModelVersions(detector=stored.scene.detector_model, classifier=stored.scene.classifier_model),
-    )
+    return await _result_or_404(session, task)
 
 
 @router.get(
@@ -236,12 +235,23 @@ async def get_task_result_png(task: OwnedTask, session: SessionDep) -> Response:
     confidence, and the scene; 409 with the status until the task has succeeded."""
     if (refusal := _refuse_unless_succeeded(task)) is not None:
         return refusal
-    _, primitives, scene = await _stored_result(session, task)
+    result = await _result_or_404(session, task)
     stored_input = await tasks.get_input(session, task.id, task.owner_id)
     if stored_input is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=TASK_NOT_FOUND)
-    png = await run_in_threadpool(render_png, stored_input.data, primitives, scene)
+    png = await run_in_threadpool(render_png, stored_input.data, result.primitives, result.scene)
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/{task_id}/webhook", response_model=WebhookStatus, responses=error_responses(401, 404, 422))
+async def get_task_webhook(task: OwnedTask, session: SessionDep) -> WebhookStatus:
+    """The task's webhook: its URL, how delivery stands, and every attempt so far."""
+    return WebhookStatus(
+        callback_url=task.callback_url,
+        state=task.webhook_state,
+        next_attempt_at=task.webhook_next_at if task.webhook_state == "retrying" else None,
+        attempts=[WebhookAttempt.model_validate(a) for a in await webhooks.attempts(session, task.id)],
+    )
 
 
 @router.delete(

@@ -1,4 +1,4 @@
-// The live task list. It follows the caller's event stream (GET /api/v1/tasks/events): a `task`
+// The live task list. It follows the caller's event stream (GET /api/v1/events): a `task`
 // event carries a task as GET /tasks/{id} returns it, a `deleted` event the id of a task that is
 // gone. When a task succeeds its result is fetched once, for the scene name. No polling.
 
@@ -35,7 +35,7 @@ export class TaskList {
   start() {
     this.stop();
     this.controller = new AbortController();
-    this.api.followEvents(`${API}/tasks/events`, {
+    this.api.followEvents(`${API}/events`, {
       signal: this.controller.signal,
       onEvent: (event) => this.onEvent(event),
       onState: (state, info) => {

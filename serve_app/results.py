@@ -1,0 +1,33 @@
+"""A succeeded task's result as the API shows it (the result route, the picture, webhooks)."""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from db import tasks
+from db.models import Task, TaskStatus
+from deployments.contract import ClassScore, ModelVersions, Primitive, Scene
+from serve_app.schemas import ImageSize, TaskResult
+
+
+async def task_result(session: AsyncSession, task: Task) -> TaskResult | None:
+    """The result of a succeeded task; None if it has none (not succeeded, or just deleted)."""
+    if task.status != TaskStatus.succeeded.value:
+        return None
+    stored = await tasks.get_result(session, task.id)
+    if stored is None:
+        return None
+    scene = stored.scene
+    return TaskResult(
+        task_id=task.id,
+        status=TaskStatus.succeeded,
+        image=ImageSize(width=stored.width, height=stored.height),
+        primitives=[Primitive.model_validate(p, from_attributes=True) for p in stored.primitives],
+        scene=Scene(
+            class_id=scene.class_id,
+            class_name=scene.class_name,
+            confidence=scene.confidence,
+            top_k=[ClassScore.model_validate(s) for s in scene.top_k],
+        ),
+        models=ModelVersions(detector=scene.detector_model, classifier=scene.classifier_model),
+    )
