@@ -1,0 +1,3 @@
+from primscene_client.cli import main
+
+main()
