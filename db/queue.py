@@ -10,7 +10,7 @@ Every operation is one short transaction; callers pass a fresh session.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -50,6 +50,9 @@ class Claim:
 
     task_id: uuid.UUID
     attempt: int
+    # Not part of the fencing token; for logs and metrics.
+    owner_id: uuid.UUID | None = field(default=None, compare=False)
+    created_at: datetime | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -179,10 +182,10 @@ async def claim(session: AsyncSession, *, worker_id: str, limit: int, lease_s: f
             lease_expires_at=now + timedelta(seconds=lease_s),
             started_at=func.coalesce(Task.started_at, now),
         )
-        .returning(Task.id, Task.attempts)
+        .returning(Task.id, Task.attempts, Task.owner_id, Task.created_at)
         .execution_options(synchronize_session=False)
     )
-    claims = [Claim(task_id=task_id, attempt=attempt) for task_id, attempt in rows.all()]
+    claims = [Claim(task_id=task_id, attempt=attempt, owner_id=owner, created_at=created) for task_id, attempt, owner, created in rows.all()]
     await session.commit()
     return claims
 
@@ -295,3 +298,9 @@ async def load_inputs(session: AsyncSession, task_ids: list[uuid.UUID]) -> dict[
         return {}
     rows = await session.scalars(select(TaskInput).where(TaskInput.task_id.in_(task_ids)))
     return {row.task_id: row for row in rows}
+
+
+async def unfinished_counts(session: AsyncSession) -> dict[str, int]:
+    """How many tasks of the whole service are queued and running."""
+    rows = await session.execute(select(Task.status, func.count()).where(Task.status.in_(UNFINISHED)).group_by(Task.status))
+    return {status: count for status, count in rows.all()}

@@ -9,6 +9,7 @@ from ray import serve
 
 from deployments.user_config import ClassifierUserConfig
 from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
+from serve_app.metrics import BatchMetrics
 from deployments.batching import one_outcome, predict_decodable
 from deployments.contract import ImageRejected, ModelInfo, ModelPrediction, Primitive
 from deployments.cpu import share_cpu
@@ -21,6 +22,7 @@ class Classifier:
         share_cpu(threads, niceness)
         self.model = SceneClassifier(ClassifierConfig(Path(weights)))
         self.model.predict([WARM_UP_IMAGE], [[]])
+        self._batch_sizes = BatchMetrics("classifier")
 
     def reconfigure(self, user_config: dict) -> None:
         config = ClassifierUserConfig.model_validate(user_config or {})
@@ -37,6 +39,7 @@ class Classifier:
     async def _classify_batch(
         self, images: list[ImageInput], primitives: list[list[Primitive]]
     ) -> list[ModelPrediction | ImageRejected]:
+        self._batch_sizes.observe(len(images))
         return await asyncio.to_thread(self.predict_batch, images, primitives)
 
     def predict_batch(self, images: list[ImageInput], primitives: list[list[Primitive]]) -> list[ModelPrediction | ImageRejected]:

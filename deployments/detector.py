@@ -9,6 +9,7 @@ import torch
 from ray import serve
 
 from deployments.user_config import DetectorUserConfig
+from serve_app.metrics import BatchMetrics
 from deployments.batching import one_outcome, predict_decodable
 from deployments.contract import ImageRejected, ModelInfo, ModelPrediction
 from deployments.cpu import share_cpu
@@ -24,6 +25,7 @@ class Detector:
         device = "cuda" if runtime == "pytorch" and torch.cuda.is_available() else "cpu"
         self.model = PrimitiveDetector(DetectorConfig(Path(weights), runtime=runtime, device=device, threads=threads))
         self.model.predict([WARM_UP_IMAGE])  # the first call builds runtime state: not in a user's request
+        self._batch_sizes = BatchMetrics("detector")
 
     def reconfigure(self, user_config: dict) -> None:
         config = DetectorUserConfig.model_validate(user_config or {})
@@ -38,6 +40,7 @@ class Detector:
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _detect_batch(self, images: list[ImageInput]) -> list[ModelPrediction | ImageRejected]:
+        self._batch_sizes.observe(len(images))
         return await asyncio.to_thread(self.predict_batch, images)
 
     def predict_batch(self, images: list[ImageInput]) -> list[ModelPrediction | ImageRejected]:

@@ -15,10 +15,13 @@ import uuid
 
 from db import queue
 from db.engine import SessionFactory
-from db.models import Primitive, SceneResult, TaskInput
+from db.models import UNFINISHED, Primitive, SceneResult, TaskInput, TaskStatus
+from db.types import utcnow
 from db.queue import Claim
 from deployments.contract import ImagePayload, ImageRejected, Pipeline, PipelineResult
+from serve_app.metrics import task_metrics
 from serve_app.settings import QueueSettings
+from serve_app.task_log import TaskLog
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +47,7 @@ class Dispatcher:
         self._in_flight: set[asyncio.Task[None]] = set()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._metrics = task_metrics()
 
     @property
     def in_flight(self) -> int:
@@ -75,10 +79,16 @@ class Dispatcher:
                 await asyncio.wait(set(self._in_flight), return_when=asyncio.FIRST_COMPLETED)
 
     async def rescue(self) -> queue.Rescued:
+        """Put tasks whose worker was lost back in the queue, and report the queue's depth."""
         async with self._sessions() as session:
             rescued = await queue.rescue_expired(session)
+            depth = await queue.unfinished_counts(session)
         if rescued.requeued or rescued.failed:
             log.warning("rescued expired leases: %d queued again, %d failed", rescued.requeued, rescued.failed)
+        if rescued.failed:
+            self._metrics.failed.inc(rescued.failed, tags={"reason": "lease_expired"})
+        for status in UNFINISHED:
+            self._metrics.queue_depth.set(depth.get(status, 0), tags={"status": status})
         return rescued
 
     async def dispatch_available(self) -> int:
@@ -130,6 +140,8 @@ class Dispatcher:
                 pass
 
     async def _process(self, claim: Claim, stored: TaskInput) -> None:
+        if claim.created_at is not None:
+            self._metrics.queue_wait.observe(max(0.0, (utcnow() - claim.created_at).total_seconds()))
         worker = asyncio.current_task()
         assert worker is not None
         keeper = asyncio.create_task(self._keep_lease(claim, worker))
@@ -155,19 +167,26 @@ class Dispatcher:
 
     async def _attempt(self, claim: Claim, stored: TaskInput) -> None:
         image = ImagePayload(data=stored.data, content_type=stored.content_type, width=stored.width, height=stored.height)
+        task_log = TaskLog(claim.task_id, claim.owner_id)
+        task_log.info("attempt %d started", claim.attempt)
         try:
             result = await self._pipeline(image)
         except ImageRejected as exc:
+            task_log.info("attempt %d: image rejected (%s)", claim.attempt, _first_line(exc))
             await self._fail(claim, f"The image could not be processed: {_first_line(exc)}", retryable=False)
         except Exception as exc:
-            log.warning("task %s attempt %d failed: %r", claim.task_id, claim.attempt, exc)
+            task_log.warning("attempt %d failed: %r", claim.attempt, exc)
             await self._fail(claim, f"Attempt {claim.attempt} failed: {type(exc).__name__}: {_first_line(exc)}", retryable=True)
+            self._metrics.attempt_failures.inc(tags={"error": type(exc).__name__})
         else:
             await self._store(claim, result)
+            task_log.info("attempt %d succeeded", claim.attempt)
 
     async def _fail(self, claim: Claim, error: str, *, retryable: bool) -> None:
         async with self._sessions() as session:
-            await queue.fail(session, claim, error=error, retryable=retryable, backoff_s=self._settings.retry_backoff_s)
+            status = await queue.fail(session, claim, error=error, retryable=retryable, backoff_s=self._settings.retry_backoff_s)
+        if status is TaskStatus.failed:
+            self._metrics.failed.inc(tags={"reason": "attempts_exhausted" if retryable else "image_rejected"})
 
     async def _store(self, claim: Claim, result: PipelineResult) -> None:
         primitives = [Primitive(**p.model_dump()) for p in result.primitives]
@@ -180,5 +199,10 @@ class Dispatcher:
             classifier_model=result.models.classifier,
         )
         async with self._sessions() as session:
-            if not await queue.finish(session, claim, primitives=primitives, scene=scene):
-                log.info("task %s attempt %d: late result discarded", claim.task_id, claim.attempt)
+            stored = await queue.finish(session, claim, primitives=primitives, scene=scene)
+        if not stored:
+            TaskLog(claim.task_id, claim.owner_id).info("attempt %d: late result discarded", claim.attempt)
+            return
+        self._metrics.succeeded.inc()
+        if claim.created_at is not None:
+            self._metrics.end_to_end.observe(max(0.0, (utcnow() - claim.created_at).total_seconds()))

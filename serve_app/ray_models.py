@@ -5,6 +5,7 @@ catalog behind `/models`."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -12,6 +13,7 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayError, RayTaskError
 from ray.serve.handle import DeploymentHandle
 
+from serve_app.metrics import task_metrics
 from deployments.contract import ImagePayload, ModelInfo, ModelPrediction, ModelVersions, PipelineResult, UnknownModel
 
 READY_TIMEOUT_S = 5.0
@@ -58,11 +60,16 @@ class ServePipeline:
     def __init__(self, detector: DeploymentHandle, classifier: DeploymentHandle) -> None:
         self._detector = detector
         self._classifier = classifier
+        self._metrics = task_metrics()
 
     async def __call__(self, image: ImagePayload) -> PipelineResult:
         stored = ray.put(image.data)
+        started = time.perf_counter()
         detection = await replica_call(lambda: self._detector.detect.remote(stored))
+        detected = time.perf_counter()
         classification = await replica_call(lambda: self._classifier.classify.remote(stored, detection.primitives))
+        self._metrics.stage.observe(detected - started, tags={"stage": "detection"})
+        self._metrics.stage.observe(time.perf_counter() - detected, tags={"stage": "classification"})
         return PipelineResult(
             primitives=detection.primitives,
             scene=classification.scene,

@@ -26,6 +26,7 @@ from db.types import utcnow
 from serve_app.results import task_result
 from serve_app.schemas import TaskPublic
 from serve_app.settings import WebhookSettings
+from serve_app.task_log import TaskLog
 
 log = logging.getLogger(__name__)
 
@@ -99,10 +100,7 @@ class WebhookSender:
             retry_at = utcnow() + timedelta(seconds=self._settings.webhook_retry_backoff_s * 2 ** (attempt - 1))
         async with self._sessions() as session:
             await webhooks.record(session, task.id, status_code=status_code, error=error, retry_at=retry_at)
-        log.info(
-            "webhook attempt %d: %s", attempt, error or f"delivered ({status_code})",
-            extra={"task_id": str(task.id), "user_id": str(task.owner_id)},
-        )
+        TaskLog(task.id, task.owner_id).info("webhook attempt %d: %s", attempt, error or f"delivered ({status_code})")
 
     async def _post(self, task: Task, secret: str, body: bytes) -> tuple[int | None, str | None]:
         """(status, None) when delivered; (status or None, why not) otherwise."""

@@ -18,8 +18,10 @@ from db.models import Task, TaskStatus
 from serve_app.annotate import render_png
 from serve_app.deps import TASK_NOT_FOUND, CurrentUser, OwnedTask, ServicesDep, SessionDep
 from serve_app.errors import error_responses
+from serve_app.metrics import task_metrics
 from serve_app.results import task_result
 from serve_app.routes.uploads import IMAGE_PART_OPENAPI, ImageField, read_upload
+from serve_app.task_log import TaskLog
 from serve_app.schemas import NotFinishedBody, TaskList, TaskPublic, TaskResult, WebhookAttempt, WebhookStatus
 from serve_app.webhooks import MAX_URL_LENGTH, CallbackRefused, check_callback_url
 
@@ -85,7 +87,7 @@ async def create_task(
         str | None,
         Form(
             max_length=MAX_URL_LENGTH,
-            pattern=r"^https?://",
+            json_schema_extra={"format": "uri"},  # checked by check_callback_url, whose 422 says what to fix
             description="POST the outcome here once the task has finished (webhook); its host must be on the service's allow-list.",
         ),
     ] = None,
@@ -113,6 +115,8 @@ async def create_task(
     )
     if created:
         services.wake_dispatcher()
+        task_metrics().created.inc()
+        TaskLog(task.id, user.id).info("accepted (%d bytes, %dx%d)", len(upload.data), upload.width, upload.height)
     else:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = "/api/v1" + task_location(task.id)
@@ -270,4 +274,5 @@ async def delete_task(task_id: uuid.UUID, user: CurrentUser, session: SessionDep
     """Delete a task with its input and result. A result still being computed is discarded."""
     if not await tasks.delete_owned(session, task_id, user.id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=TASK_NOT_FOUND)
+    TaskLog(task_id, user.id).info("deleted")
     return Response(status_code=status.HTTP_204_NO_CONTENT)

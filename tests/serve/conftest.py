@@ -19,6 +19,7 @@ from tests.conftest import ADMIN_PASSWORD, fresh_postgres_database, run_outside_
 APP = "primscene"
 # Its own database: the running app's dispatcher must not take other tests' tasks.
 DATABASE = "primscene_test_serve"
+METRICS_PORT = 18087  # where the local Ray node serves Prometheus metrics in these tests
 QUEUE_BOUND = 40  # unfinished tasks per user; small enough for a flood to reach
 # Short leases and backoffs, so that fault tests recover in seconds rather than minutes.
 TEST_ENVIRONMENT = {
@@ -77,7 +78,11 @@ def ray_cluster() -> Iterator[None]:
     saved = {k: os.environ.get(k) for k in TEST_ENVIRONMENT}
     os.environ.update(TEST_ENVIRONMENT)
     # Logical CPUs: replicas ask for fractions; the real work shares the machine's cores.
-    ray.init(num_cpus=4, include_dashboard=False, object_store_memory=150 * 2**20, log_to_driver=False)
+    # Metrics exported on a known port, every second, as Ray Serve's own tests do.
+    ray.init(
+        num_cpus=4, include_dashboard=False, object_store_memory=150 * 2**20, log_to_driver=False,
+        _metrics_export_port=METRICS_PORT, _system_config={"metrics_report_interval_ms": 1000},
+    )
     yield
     from ray import serve
 
