@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 
 URL := http://127.0.0.1:8000
 
-.PHONY: install run test postgres migrate
+.PHONY: install run test postgres chromium migrate
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(STAMP)
 postgres:
 	scripts/ensure_postgres.sh
 
+# The browser test (tests/test_web_app.py) drives Debian's Chromium.
+chromium:
+	scripts/ensure_chromium.sh
+
 # Bring the configured database (PRIMSCENE_DATABASE_URL, default: embedded SQLite) up to date.
 migrate: install
 	$(VENV)/bin/python -m db.migrate
@@ -28,5 +32,5 @@ run: migrate
 	@echo "Primscene starts on $(URL) (API docs: $(URL)/docs); Ctrl-C stops it."
 	RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/serve run configs/local.yaml
 
-test: install postgres
+test: install postgres chromium
 	$(VENV)/bin/pytest
