@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deployments.contract import ImageRejected
 
@@ -22,6 +22,8 @@ def to_rgb(image: ImageInput) -> Image.Image:
             with Image.open(io.BytesIO(image)) as opened:
                 upright = ImageOps.exif_transpose(opened)
                 return _rgb(upright)
+        except UnidentifiedImageError as exc:  # its own text names a Python object, not the problem
+            raise ImageRejected("cannot decode the image: the bytes are not in a known image format") from exc
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
             # A bomb is refused at upload; should one reach a replica anyway, it is an image the
             # model cannot process (fail the task at once), not a transient error to retry.

@@ -23,6 +23,7 @@ import os
 import random
 import threading
 import time
+from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -143,11 +144,11 @@ def phase_outage(service: Service, tokens: list[str], images: list[bytes], outag
     recovered_s = _first_accepted_submit(service.url, tokens[-1], images[0]) - back
     result = load.result()
     report = summary(result, asyncio.run(checks.integrity(service.database_url, result.accepted + probe_accepted)))
-    statuses = [a["status"] for a in answers]
+    statuses = Counter(str(a["status"]) for a in answers)
     report["outage"] = {
         "seconds": outage_s,
         "probe_requests": len(answers),
-        "probe_answers": {str(s): statuses.count(s) for s in sorted(set(map(str, statuses)))},
+        "probe_answers": dict(sorted(statuses.items())),
         "all_503_with_retry_after": all(a["status"] == 503 and a["retry_after"] for a in answers),
         "probe_ms": percentiles([a["ms"] for a in answers]),
         "accepted_during_outage": len(probe_accepted),
@@ -249,6 +250,8 @@ def main() -> None:
     ray.init(num_cpus=4, include_dashboard=False, object_store_memory=200 * 2**20, log_to_driver=False)
     service = Service(args.database_url, args.port, ROOT / "var" / "reliability")
     report: dict = {"started_at": datetime.now().isoformat(timespec="seconds"), "args": {k: str(v) for k, v in vars(args).items()}}
+    if set(args.only) != set(PHASES) and args.out.exists():  # a partial run keeps the other phases' figures
+        report = {**json.loads(args.out.read_text()), "rerun": {"phases": args.only, "started_at": report["started_at"]}}
     report["ready_s"] = round(service.start(), 1)
     users = asyncio.run(create_users(service.url, ADMIN_PASSWORD, args.clients + 1, prefix="rel"))
     fault_users = users[: args.fault_clients + 1]

@@ -54,6 +54,20 @@ def error_responses(*codes: int, streaming: bool = False) -> dict[int | str, dic
     return {code: {"model": models.get(code, ErrorBody), "description": descriptions[code]} for code in codes}
 
 
+# SQLSTATE classes that mean "the server is not there right now": connection exceptions (08…)
+# and operator intervention (57P…: shutting down, terminated by an administrator, starting up).
+UNREACHABLE_SQLSTATE_PREFIXES = ("08", "57P")
+
+
+def database_unreachable(exc: DBAPIError) -> bool:
+    """Whether a database error means the server is down or restarting (503, try again) rather
+    than a fault in the statement (500)."""
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return sqlstate is not None and str(sqlstate).startswith(UNREACHABLE_SQLSTATE_PREFIXES)
+
+
 def _retry_later(status_code: int, detail: str, retry_after_s: int) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status_code, headers={"Retry-After": str(retry_after_s)})
 
@@ -102,7 +116,7 @@ def install_error_handlers(app: FastAPI, *, retry_after_s: int) -> None:
 
     @app.exception_handler(DBAPIError)
     async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
-        if exc.connection_invalidated:
+        if database_unreachable(exc):
             return await _database_unavailable(request, exc)
         log.exception("database error")
         return JSONResponse({"detail": "Internal error"}, status_code=status.HTTP_500_INTERNAL_SERVER_ERROR)

@@ -2,7 +2,8 @@
 (never 500, never a hang), the dispatcher recovers by itself, and no accepted task is lost.
 
 The app reaches PostgreSQL through a proxy that the test cuts, which looks to the app like a
-stopped server (connections dropped, new ones refused). `scripts/reliability.py` does the same
+stopped server (connections dropped, new ones refused) or like one that is shutting down (new
+connections answered with SQLSTATE 57P03, as PostgreSQL does while it stops). `scripts/reliability.py` does the same
 with a real `pg_ctlcluster stop` against the whole Ray Serve deployment."""
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ async def _timed(request) -> tuple[httpx.Response, float]:
     return response, time.monotonic() - started
 
 
+@pytest.mark.parametrize("outage", ["stopped", "shutting down"])
 async def test_database_outage_is_503_and_loses_nothing(
-    client_via_proxy: httpx.AsyncClient, postgres_proxy: CuttableProxy, postgres_url: str
+    client_via_proxy: httpx.AsyncClient, postgres_proxy: CuttableProxy, postgres_url: str, outage: str
 ) -> None:
     client = client_via_proxy
     admin = await login(client, "admin", ADMIN_PASSWORD)
@@ -61,7 +63,7 @@ async def test_database_outage_is_503_and_loses_nothing(
     accepted = [(await submit(client, alice, rectangle_image())).json()["id"] for _ in range(6)]
     await asyncio.sleep(0.2)  # some are running now
 
-    await postgres_proxy.cut()
+    await postgres_proxy.cut(shutting_down=outage == "shutting down")
     outage_ends = time.monotonic() + OUTAGE_S
     answers: list[tuple[str, int, float]] = []
     while time.monotonic() < outage_ends:
@@ -79,7 +81,7 @@ async def test_database_outage_is_503_and_loses_nothing(
             assert took < ANSWER_WITHIN_S, (name, took)
         await asyncio.sleep(0.2)
     assert (await client.get("/readyz")).status_code == 503
-    await postgres_proxy.start()
+    await postgres_proxy.restore()
 
     # Without any help, the dispatcher finishes everything accepted before the outage.
     for task_id in accepted:

@@ -33,7 +33,10 @@ def markdown(report: dict) -> str:
         )
     shown = ("tasks", "clients", "fault_tasks", "fault_clients", "kill_every_s", "outage_s", "seed")
     arguments = ", ".join(f"{k}={report['args'][k]}" for k in shown if k in report["args"])
-    lines = [f"Run started {report['started_at']}; service ready in {report['ready_s']} s. Arguments: {arguments}.", "", *rows, ""]
+    lines = [f"Run started {report['started_at']}; service ready in {report['ready_s']} s. Arguments: {arguments}."]
+    if "rerun" in report:
+        lines[0] += f" Phases {', '.join(report['rerun']['phases'])} run again at {report['rerun']['started_at']}."
+    lines += ["", *rows, ""]
     if "chaos" in report:
         c = report["chaos"]
         lines.append(
