@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import io
+import json
 from collections import Counter
 
 import httpx
+from PIL import Image
 
 from tests.serve.support import API, submit, held_out_image, wait_for
 
@@ -53,3 +56,18 @@ def test_predict_endpoints_answer_like_the_task(http: httpx.Client, token: dict[
 
     models = http.get(f"{API}/models", headers=token).json()
     assert [m["name"] for m in models] == ["primitive-detector", "scene-classifier"]
+
+
+def test_live_events_and_the_drawn_result_through_the_proxy(http: httpx.Client, token: dict[str, str], service) -> None:
+    """Serve's proxy streams the events as they happen, and serves the annotated picture."""
+    task_id = submit(http, token, held_out_image(9).encoded).json()["id"]
+    statuses = []
+    with httpx.stream("GET", f"{service.url}{API}/tasks/{task_id}/events", headers=token, timeout=60) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        for line in response.iter_lines():  # the stream ends by itself after the last state
+            if line.startswith("data:"):
+                statuses.append(json.loads(line.removeprefix("data:"))["status"])
+    assert statuses[-1] == "succeeded"
+    picture = http.get(f"{API}/tasks/{task_id}/result.png", headers=token)
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
+    assert Image.open(io.BytesIO(picture.content)).size == held_out_image(9).image.size
