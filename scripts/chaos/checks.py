@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 
 from sqlalchemy import func, select
 
@@ -44,3 +45,23 @@ async def status_counts(database_url: str) -> dict[str, int]:
             return dict((await session.execute(select(Task.status, func.count()).group_by(Task.status))).all())
     finally:
         await engine.dispose()
+
+
+async def finished_since(database_url: str, task_ids: list[str], moment: datetime) -> dict:
+    """Of these tasks: how many finished after `moment` (e.g. a fault), how soon the first did,
+    and how many took more than one attempt."""
+    ids = [uuid.UUID(t) for t in task_ids]
+    engine = create_engine(database_url)
+    try:
+        async with session_factory(engine)() as session:
+            later = (Task.id.in_(ids), Task.finished_at > moment)
+            count = await session.scalar(select(func.count()).select_from(Task).where(*later))
+            first = await session.scalar(select(func.min(Task.finished_at)).where(*later))
+            retried = await session.scalar(select(func.count()).select_from(Task).where(Task.id.in_(ids), Task.attempts > 1))
+    finally:
+        await engine.dispose()
+    return {
+        "finished_after": count,
+        "first_finished_after_s": round((first - moment).total_seconds(), 2) if first else None,
+        "needed_another_attempt": retried,
+    }
