@@ -19,7 +19,7 @@ def _answers(answers: dict) -> str:
 
 def markdown(report: dict) -> str:
     rows = [
-        "| phase | accepted | succeeded | failed | lost | results / duplicated primitives | stuck running | 5xx to clients | submit answers (incl. retries) | completion p50 / p95 / p99 |",
+        "| phase | accepted | succeeded | failed | lost | results / duplicated primitives | stuck running | 5xx to clients (of which 500) | submit answers (incl. retries) | completion p50 / p95 / p99 |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in ("load", "chaos", "outage", "poison", "shutdown"):
@@ -28,7 +28,8 @@ def markdown(report: dict) -> str:
         r, db = report[name], report[name]["database"]
         rows.append(
             f"| {name} | {db['accepted']} | {r['succeeded']} | {r['failed']} | {db['lost']} | "
-            f"{db['with_result']} / {db['duplicated_primitives']} | {db['stuck_running']} | {r['server_errors']} | "
+            f"{db['with_result']} / {db['duplicated_primitives']} | {db['stuck_running']} | "
+            f"{r['server_errors']} ({r['submit_answers'].get('500', 0)}) | "
             f"{_answers(r['submit_answers'])} | {_ms(r['completion_ms'])} |"
         )
     shown = ("tasks", "clients", "fault_tasks", "fault_clients", "kill_every_s", "outage_s", "seed")
