@@ -159,7 +159,7 @@ class Dispatcher:
                 async with self._sessions() as session:
                     held = await queue.heartbeat(session, claim, lease_s=self._settings.lease_s)
             except Exception as exc:
-                log.warning("heartbeat for task %s failed (%s)", claim.task_id, type(exc).__name__)
+                TaskLog(claim.task_id, claim.owner_id).warning("heartbeat failed (%s)", type(exc).__name__)
                 continue
             if not held:
                 worker.cancel()
