@@ -10,6 +10,7 @@ from deployments import offline
 
 offline.configure_ultralytics()  # before the drawing code below imports the rest of Ultralytics
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from ultralytics.utils import ops  # noqa: E402
@@ -35,7 +36,11 @@ def render_png(image: bytes, primitives: list[Primitive], scene: Scene) -> bytes
     for primitive, corners in zip(primitives, corners_px(primitives, *picture.size)):
         label = f"{primitive.class_name} {primitive.confidence:.2f}"
         annotator.box_label(corners, label, color=colors(primitive.class_id, bgr=True))
-    annotator.text((annotator.lw, annotator.lw), f"{scene.class_name} {scene.confidence:.2f}", box_color=(40, 40, 40))
+    # OpenCV writes text above its baseline point: put the baseline one text height down so the
+    # scene label (and its box) sits inside the picture's top-left corner.
+    label = f"{scene.class_name} {scene.confidence:.2f}"
+    (_, text_height), _ = cv2.getTextSize(label, 0, fontScale=annotator.sf, thickness=annotator.tf)
+    annotator.text((annotator.lw, annotator.lw + text_height + 3), label, box_color=(40, 40, 40))
     out = io.BytesIO()
     Image.fromarray(annotator.result()[:, :, ::-1]).save(out, format="PNG")
     return out.getvalue()

@@ -125,6 +125,7 @@ async def test_result_png_draws_the_boxes_over_the_image(client: httpx.AsyncClie
     changed = np.abs(drawn - original).sum(axis=2) > 60
     left, top, right, bottom = BOX
     assert changed[top:bottom + 1, left].mean() > 0.8 and changed[top:bottom + 1, right].mean() > 0.8  # box outline
+    assert changed[4:10, 4:30].mean() > 0.5  # the scene's label, inside the top-left corner
     assert not changed[-15:, :40].any()  # far from box, label and scene banner: untouched
     assert (await client.get(f"{API}/tasks/{task['id']}/result.png", headers=users.bob)).status_code == 404
 
