@@ -1,14 +1,21 @@
-"""Prompt wake-ups on PostgreSQL: enqueue sends NOTIFY, dispatchers LISTEN.
+"""Prompt wake-ups on PostgreSQL, through LISTEN/NOTIFY.
 
-A dispatcher then starts a new task within milliseconds instead of at its next poll. If the
-listening connection drops, it reconnects; meanwhile the dispatcher's poll still finds work.
+- `primscene_tasks`: a task was enqueued; dispatchers start it within milliseconds instead of
+  at their next poll.
+- `primscene_finished`: tasks finished (payload: their ids); an ingress wakes the requests
+  that wait for them (`Prefer: wait`, `?wait=`).
+
+A notification is sent when its transaction commits, so a listener never hears of a change it
+cannot yet read. If the listening connection drops, it reconnects; meanwhile the pollers (the
+dispatcher's, a waiting request's own re-check) still find the change.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 
 import asyncpg
 from sqlalchemy import text
@@ -16,28 +23,50 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 CHANNEL = "primscene_tasks"
+FINISHED_CHANNEL = "primscene_finished"
 RECONNECT_S = 2.0
+# NOTIFY payloads must stay under 8000 bytes: ids (36 characters and a comma) in chunks.
+_IDS_PER_NOTIFY = 200
 
 log = logging.getLogger(__name__)
 
 
+def _is_postgres(session: AsyncSession) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
 async def notify_new_task(session: AsyncSession) -> None:
     """Queue a notification; PostgreSQL delivers it when the transaction commits."""
-    if session.get_bind().dialect.name == "postgresql":
+    if _is_postgres(session):
         await session.execute(text(f"NOTIFY {CHANNEL}"))
 
 
-class TaskListener:
-    """Calls `on_task` whenever a task is enqueued anywhere (PostgreSQL only)."""
+async def notify_finished(session: AsyncSession, task_ids: Iterable[uuid.UUID]) -> None:
+    """Tell listening ingresses that these tasks reached a final state (on commit)."""
+    if not _is_postgres(session):
+        return
+    ids = [str(task_id) for task_id in task_ids]
+    for start in range(0, len(ids), _IDS_PER_NOTIFY):
+        payload = ",".join(ids[start : start + _IDS_PER_NOTIFY])
+        await session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": FINISHED_CHANNEL, "payload": payload})
 
-    def __init__(self, database_url: str, on_task: Callable[[], None]) -> None:
+
+def parse_finished(payload: str) -> list[uuid.UUID]:
+    return [uuid.UUID(part) for part in payload.split(",") if part]
+
+
+class ChannelListener:
+    """Calls `on_payload(payload)` for every notification on `channel` (PostgreSQL only)."""
+
+    def __init__(self, database_url: str, channel: str, on_payload: Callable[[str], None]) -> None:
         self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-        self._on_task = on_task
+        self._channel = channel
+        self._on_payload = on_payload
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._listen_forever(), name="task listener")
+        self._task = asyncio.create_task(self._listen_forever(), name=f"listener {self._channel}")
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -49,11 +78,11 @@ class TaskListener:
             try:
                 connection = await asyncpg.connect(self._dsn)
             except (OSError, asyncpg.PostgresError) as exc:
-                log.warning("cannot listen for new tasks (%s); retrying", type(exc).__name__)
+                log.warning("cannot listen on %s (%s); retrying", self._channel, type(exc).__name__)
                 await asyncio.sleep(RECONNECT_S)
                 continue
             try:
-                await connection.add_listener(CHANNEL, lambda *_: self._on_task())
+                await connection.add_listener(self._channel, lambda _c, _pid, _channel, payload: self._on_payload(payload))
                 self.connected.set()
                 while not connection.is_closed():
                     await asyncio.sleep(RECONNECT_S)
@@ -64,3 +93,10 @@ class TaskListener:
                 if not connection.is_closed():
                     await connection.close(timeout=1)
             await asyncio.sleep(RECONNECT_S)
+
+
+class TaskListener(ChannelListener):
+    """Calls `on_task` whenever a task is enqueued anywhere (PostgreSQL only)."""
+
+    def __init__(self, database_url: str, on_task: Callable[[], None]) -> None:
+        super().__init__(database_url, CHANNEL, lambda _payload: on_task())

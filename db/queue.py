@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import UNFINISHED, Primitive, SceneResult, Task, TaskInput, TaskStatus
-from db.notify import notify_new_task
+from db.notify import notify_finished, notify_new_task
 from db.types import utcnow
 
 MAX_ERROR_LENGTH = 1000
@@ -195,6 +195,14 @@ def _held(claim: Claim) -> tuple:
     return (Task.id == claim.task_id, Task.status == TaskStatus.running.value, Task.attempts == claim.attempt)
 
 
+def _all_held(claims: list[Claim]) -> tuple:
+    """The same fence for many claims at once, for one statement over a whole batch."""
+    return (
+        Task.status == TaskStatus.running.value,
+        or_(*(and_(Task.id == claim.task_id, Task.attempts == claim.attempt) for claim in claims)),
+    )
+
+
 async def _fenced_update(session: AsyncSession, claim: Claim, **values: object) -> bool:
     result = await session.execute(
         update(Task).where(*_held(claim)).values(**values).returning(Task.id).execution_options(synchronize_session=False)
@@ -207,6 +215,61 @@ async def heartbeat(session: AsyncSession, claim: Claim, *, lease_s: float) -> b
     held = await _fenced_update(session, claim, lease_expires_at=utcnow() + timedelta(seconds=lease_s))
     await session.commit()
     return held
+
+
+async def heartbeat_many(session: AsyncSession, claims: list[Claim], *, lease_s: float) -> set[uuid.UUID]:
+    """Extend the leases of many attempts in one statement; returns the ids still held (an
+    attempt missing from it was rescued, finished or deleted)."""
+    if not claims:
+        return set()
+    result = await session.execute(
+        update(Task)
+        .where(*_all_held(claims))
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+        .returning(Task.id)
+        .execution_options(synchronize_session=False)
+    )
+    held = set(result.scalars().all())
+    await session.commit()
+    return held
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one attempt produced: primitives (column values, without task id and ordinal) and
+    the scene row's values."""
+
+    claim: Claim
+    primitives: list[dict]
+    scene: dict
+
+
+async def finish_many(session: AsyncSession, outcomes: list[Outcome]) -> set[uuid.UUID]:
+    """Mark many tasks succeeded and store their results in one transaction, each only if its
+    attempt still holds; returns the ids stored. Three statements for the whole batch: the
+    fenced status change, then the primitives and scenes of the tasks it changed."""
+    if not outcomes:
+        return set()
+    now = utcnow()
+    result = await session.execute(
+        update(Task)
+        .where(*_all_held([o.claim for o in outcomes]))
+        .values(status=TaskStatus.succeeded.value, finished_at=now, lease_expires_at=None, worker_id=None, error=None)
+        .returning(Task.id)
+        .execution_options(synchronize_session=False)
+    )
+    stored = set(result.scalars().all())
+    kept = [o for o in outcomes if o.claim.task_id in stored]
+    primitives = [
+        {**values, "task_id": o.claim.task_id, "ordinal": ordinal} for o in kept for ordinal, values in enumerate(o.primitives)
+    ]
+    if primitives:
+        await session.execute(insert(Primitive), primitives)
+    if kept:
+        await session.execute(insert(SceneResult), [{**o.scene, "task_id": o.claim.task_id} for o in kept])
+        await notify_finished(session, stored)
+    await session.commit()
+    return stored
 
 
 async def finish(session: AsyncSession, claim: Claim, *, primitives: list[Primitive], scene: SceneResult) -> bool:
@@ -231,6 +294,7 @@ async def finish(session: AsyncSession, claim: Claim, *, primitives: list[Primit
         primitive.task_id, primitive.ordinal = claim.task_id, ordinal
     scene.task_id = claim.task_id
     session.add_all([*primitives, scene])
+    await notify_finished(session, {claim.task_id})
     await session.commit()
     return True
 
@@ -260,6 +324,8 @@ async def fail(
         .execution_options(synchronize_session=False)
     )
     status = result.scalar_one_or_none()
+    if status == TaskStatus.failed.value:
+        await notify_finished(session, {claim.task_id})
     await session.commit()
     return TaskStatus(status) if status is not None else None
 
@@ -283,10 +349,13 @@ async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) 
             lease_expires_at=None,
             worker_id=None,
         )
-        .returning(Task.status)
+        .returning(Task.id, Task.status)
         .execution_options(synchronize_session=False)
     )
-    statuses = result.scalars().all()
+    rows = result.all()
+    statuses = [status for _, status in rows]
+    if given_up := {task_id for task_id, status in rows if status == TaskStatus.failed.value}:
+        await notify_finished(session, given_up)
     await session.commit()
     failed = statuses.count(TaskStatus.failed.value)
     return Rescued(requeued=len(statuses) - failed, failed=failed)

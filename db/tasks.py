@@ -35,6 +35,14 @@ async def get_owned(session: AsyncSession, task_id: uuid.UUID, owner_id: uuid.UU
     return await session.scalar(select(Task).where(Task.id == task_id, Task.owner_id == owner_id))
 
 
+async def get_many_owned(session: AsyncSession, task_ids: list[uuid.UUID], owner_id: uuid.UUID) -> dict[uuid.UUID, Task]:
+    """Those of these tasks that exist and belong to `owner_id`, in one query."""
+    if not task_ids:
+        return {}
+    rows = await session.scalars(select(Task).where(Task.id.in_(task_ids), Task.owner_id == owner_id))
+    return {task.id: task for task in rows}
+
+
 async def list_owned(
     session: AsyncSession, owner_id: uuid.UUID, *, status: str | None, limit: int, after: PageKey | None
 ) -> Page:
@@ -80,6 +88,30 @@ async def get_result(session: AsyncSession, task_id: uuid.UUID) -> StoredResult 
     scene, width, height = row
     primitives = await session.scalars(select(Primitive).where(Primitive.task_id == task_id).order_by(Primitive.ordinal))
     return StoredResult(width=width, height=height, primitives=list(primitives), scene=scene)
+
+
+async def get_results(session: AsyncSession, task_ids: list[uuid.UUID]) -> dict[uuid.UUID, StoredResult]:
+    """The results of those of these tasks that have one, in two queries whatever their number."""
+    if not task_ids:
+        return {}
+    rows = (
+        await session.execute(
+            select(SceneResult, TaskInput.width, TaskInput.height)
+            .join(TaskInput, TaskInput.task_id == SceneResult.task_id)
+            .where(SceneResult.task_id.in_(task_ids))
+        )
+    ).all()
+    found: dict[uuid.UUID, list[Primitive]] = {scene.task_id: [] for scene, _, _ in rows}
+    if found:
+        primitives = await session.scalars(
+            select(Primitive).where(Primitive.task_id.in_(list(found))).order_by(Primitive.task_id, Primitive.ordinal)
+        )
+        for primitive in primitives:
+            found[primitive.task_id].append(primitive)
+    return {
+        scene.task_id: StoredResult(width=width, height=height, primitives=found[scene.task_id], scene=scene)
+        for scene, width, height in rows
+    }
 
 
 async def delete_owned(session: AsyncSession, task_id: uuid.UUID, owner_id: uuid.UUID) -> bool:

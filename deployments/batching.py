@@ -18,14 +18,15 @@ Result = TypeVar("Result")
 
 
 def predict_decodable(
-    images: list[ImageInput], predict: Callable[[list[Image.Image], list[int]], list[Result]]
+    images: list[ImageInput], predict: Callable[[list[Image.Image], list[int]], list[Result]], *, at_least: int | None = None
 ) -> list[Result | ImageRejected]:
-    """Decode each image on its own; run `predict(pictures, positions)` on those that decode and
-    put each result back in its place, the rejection where an image did not decode."""
+    """Decode each image on its own (JPEGs at a reduced scale down to `at_least` pixels, see
+    `to_rgb`); run `predict(pictures, positions)` on those that decode and put each result back
+    in its place, the rejection where an image did not decode."""
     decoded: list[Image.Image | ImageRejected] = []
     for image in images:
         try:
-            decoded.append(to_rgb(image))
+            decoded.append(to_rgb(image, at_least=at_least))
         except ImageRejected as exc:
             decoded.append(exc)
     positions = [i for i, picture in enumerate(decoded) if not isinstance(picture, ImageRejected)]

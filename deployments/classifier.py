@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ray import serve
@@ -23,6 +24,8 @@ class Classifier:
         self.model = SceneClassifier(ClassifierConfig(Path(weights)))
         self.model.predict([WARM_UP_IMAGE], [[]])
         self._batch_sizes = BatchMetrics("classifier")
+        # One thread for every model call, so batches never compete for the replica's cores.
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
 
     def reconfigure(self, user_config: dict) -> None:
         config = ClassifierUserConfig.model_validate(user_config or {})
@@ -30,17 +33,27 @@ class Classifier:
         self._classify_batch.set_max_batch_size(config.max_batch_size)
         self._classify_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 
+    async def classify_many(
+        self, images: list[ImageInput], primitives: list[list[Primitive] | None]
+    ) -> list[ModelPrediction | ImageRejected | None]:
+        """The scene of each image of a batch, given its primitives; None in place of an image
+        whose primitives are None (its detection failed), ImageRejected where one cannot be
+        decoded (the others are unaffected)."""
+        positions = [i for i, found in enumerate(primitives) if found is not None]
+        self._batch_sizes.observe(len(positions))
+        chosen = [images[i] for i in positions], [primitives[i] or [] for i in positions]
+        scenes = iter(await asyncio.get_running_loop().run_in_executor(self._model_thread, self.predict_batch, *chosen))
+        return [next(scenes) if found is not None else None for found in primitives]
+
     async def classify(self, image: ImageInput, primitives: list[Primitive]) -> ModelPrediction:
-        """The scene of one image; ImageRejected if it cannot be decoded (the rest of its batch
-        is unaffected)."""
+        """The scene of one image (`/models/.../predict`); concurrent calls are batched."""
         return one_outcome(await self._classify_batch(image, primitives))
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _classify_batch(
         self, images: list[ImageInput], primitives: list[list[Primitive]]
     ) -> list[ModelPrediction | ImageRejected]:
-        self._batch_sizes.observe(len(images))
-        return await asyncio.to_thread(self.predict_batch, images, primitives)
+        return await self.classify_many(images, list(primitives))  # type: ignore[return-value]  # none are None
 
     def predict_batch(self, images: list[ImageInput], primitives: list[list[Primitive]]) -> list[ModelPrediction | ImageRejected]:
         """The plain function behind `classify` (tested without Ray)."""
@@ -49,7 +62,8 @@ class Classifier:
             scenes = self.model.predict(pictures, [primitives[i] for i in positions])
             return [ModelPrediction(model=self.model.version, scene=scene) for scene in scenes]
 
-        return predict_decodable(images, predict)
+        # The classifier's input is a few dozen pixels: JPEGs are decoded at a reduced scale.
+        return predict_decodable(images, predict, at_least=self.model.imgsz)
 
     def info(self) -> ModelInfo:
         return self.model.info()

@@ -44,7 +44,7 @@ class SceneClassifier:
 
     @torch.inference_mode()
     def probabilities(self, images: list[ImageInput], primitives: list[list[Primitive]]) -> torch.Tensor:
-        pictures = [to_rgb(image) for image in images]
+        pictures = [to_rgb(image, at_least=self.imgsz) for image in images]
         batch = torch.stack([image_tensor(p, self.imgsz) for p in pictures])
         encoded = [encode_primitives(prims, p.size) for p, prims in zip(pictures, primitives)]
         objects = torch.stack([o for o, _ in encoded])

@@ -7,6 +7,7 @@ Serve graph implements both; tests may implement them over plain functions.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -86,6 +87,31 @@ class UnknownModel(LookupError):
 
 
 Pipeline = Callable[[ImagePayload], Awaitable[PipelineResult]]
+
+
+class BatchPipeline(Protocol):
+    """Runs many images through the graph in one go: the dispatcher's view of the models.
+
+    Returns one outcome per image, in order: its result, `ImageRejected` when that image cannot
+    be processed (its task fails at once), or another exception when its attempt failed and may
+    be retried. One bad image never fails the others; an exception raised by `run_batch` itself
+    fails every image of the batch (retryably)."""
+
+    async def run_batch(self, images: list[ImagePayload]) -> list[PipelineResult | Exception]: ...
+
+
+class OneByOne:
+    """A `BatchPipeline` over a one-image `Pipeline`, calling it for every image concurrently."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+
+    async def run_batch(self, images: list[ImagePayload]) -> list[PipelineResult | Exception]:
+        outcomes = await asyncio.gather(*(self.pipeline(image) for image in images), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
+                raise outcome  # cancellation and the like are not an image's outcome
+        return list(outcomes)  # type: ignore[arg-type]  # only results and Exceptions remain
 
 
 class ModelCatalog(Protocol):

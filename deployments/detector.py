@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
@@ -26,6 +27,9 @@ class Detector:
         self.model = PrimitiveDetector(DetectorConfig(Path(weights), runtime=runtime, device=device, threads=threads))
         self.model.predict([WARM_UP_IMAGE])  # the first call builds runtime state: not in a user's request
         self._batch_sizes = BatchMetrics("detector")
+        # Every model call runs on this one thread: a compiled OpenVINO model must not be called
+        # from several threads at once, and batches queue here in arrival order.
+        self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector")
 
     def reconfigure(self, user_config: dict) -> None:
         config = DetectorUserConfig.model_validate(user_config or {})
@@ -33,15 +37,19 @@ class Detector:
         self._detect_batch.set_max_batch_size(config.max_batch_size)
         self._detect_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 
+    async def detect_many(self, images: list[ImageInput]) -> list[ModelPrediction | ImageRejected]:
+        """Primitives in each image of a batch the dispatcher claimed; an image that cannot be
+        decoded gets its ImageRejected in its place (the others are unaffected)."""
+        self._batch_sizes.observe(len(images))
+        return await asyncio.get_running_loop().run_in_executor(self._model_thread, self.predict_batch, images)
+
     async def detect(self, image: ImageInput) -> ModelPrediction:
-        """Primitives in one image; ImageRejected if it cannot be decoded (the rest of its batch
-        is unaffected)."""
+        """Primitives in one image (`/models/.../predict`); concurrent calls are batched."""
         return one_outcome(await self._detect_batch(image))
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
     async def _detect_batch(self, images: list[ImageInput]) -> list[ModelPrediction | ImageRejected]:
-        self._batch_sizes.observe(len(images))
-        return await asyncio.to_thread(self.predict_batch, images)
+        return await self.detect_many(images)
 
     def predict_batch(self, images: list[ImageInput]) -> list[ModelPrediction | ImageRejected]:
         """The plain function behind `detect` (tested without Ray)."""

@@ -14,12 +14,18 @@ ImageInput = bytes | np.ndarray | Image.Image
 WARM_UP_IMAGE = np.full((64, 64, 3), 127, dtype=np.uint8)
 
 
-def to_rgb(image: ImageInput) -> Image.Image:
+def to_rgb(image: ImageInput, at_least: int | None = None) -> Image.Image:
     """An upright RGB image from encoded bytes, an HWC uint8 RGB array or a PIL image.
-    Raises ImageRejected when the bytes are not a decodable image."""
+    Raises ImageRejected when the bytes are not a decodable image.
+
+    With `at_least`, a JPEG may be decoded at a reduced scale (1/2, 1/4 or 1/8, in the JPEG
+    decoder itself) as long as both sides stay at least `at_least` pixels: for a model whose
+    input is much smaller than the upload, that skips most of the decoding work."""
     if isinstance(image, bytes):
         try:
             with Image.open(io.BytesIO(image)) as opened:
+                if at_least is not None and opened.format == "JPEG":
+                    opened.draft("RGB", (at_least, at_least))
                 upright = ImageOps.exif_transpose(opened)
                 return _rgb(upright)
         except UnidentifiedImageError as exc:  # its own text names a Python object, not the problem

@@ -21,6 +21,8 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -46,12 +48,13 @@ def make_images(count: int) -> list[bytes]:
     return [sample(Item("test", i, DEFAULT_SEED)).encoded for i in range(count)]
 
 
-def serve_config(path: Path, port: int, *, runtime: str, batching: bool) -> Path:
+def serve_config(path: Path, port: int, *, runtime: str | None, batching: bool) -> Path:
     """configs/local.yaml with the benchmark's port, runtime and batching."""
     config = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
     config["http_options"]["port"] = port
     app = config["applications"][0]
-    app["args"]["runtime"] = runtime
+    if runtime is not None:
+        app["args"]["runtime"] = runtime
     if not batching:
         for deployment in app["deployments"]:
             if "max_batch_size" in deployment.get("user_config", {}):
@@ -82,18 +85,31 @@ class MemorySampler:
         self._thread.join()
 
 
-def run_service(name: str, config: Path, database_url: str, images: list[bytes], *, clients: int, waves: int, work: Path, port: int, poll_s: float) -> dict:
-    """Start `serve run` on a fresh PostgreSQL database, load it, stop it."""
+@contextmanager
+def start_service(
+    name: str, config: Path, database_url: str, work: Path, extra_env: dict[str, str] | None = None, ready_url: str | None = None
+) -> Iterator[Server]:
+    """`serve run` of `config` on a fresh PostgreSQL database, ready; stopped on exit."""
     asyncio.run(recreate_postgres_database(database_url))
     migrate.upgrade(database_url)
     env = {
         "RAY_USAGE_STATS_ENABLED": "0", "PRIMSCENE_DATABASE_URL": database_url, "PRIMSCENE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        "PRIMSCENE_DATA_DIR": str(work / f"data-{name}"),
+        "PRIMSCENE_DATA_DIR": str(work / f"data-{name}"), **(extra_env or {}),
     }
-    url = f"http://127.0.0.1:{port}"
+    port = yaml.safe_load(config.read_text())["http_options"]["port"]
     server = Server([str(BIN / "serve"), "run", str(config)], env=env, log=work / f"serve-{name}.log", cwd=ROOT)
     try:
-        out: dict = {"ready_s": round(server.wait_until_ready(f"{url}/readyz"), 1)}
+        server.ready_s = server.wait_until_ready(f"{ready_url or f'http://127.0.0.1:{port}'}/readyz")
+        yield server
+    finally:
+        server.stop()
+
+
+def run_service(name: str, config: Path, database_url: str, images: list[bytes], *, clients: int, waves: int, work: Path, port: int, poll_s: float) -> dict:
+    """Start `serve run` on a fresh PostgreSQL database, load it, stop it."""
+    url = f"http://127.0.0.1:{port}"
+    with start_service(name, config, database_url, work) as server:
+        out: dict = {"ready_s": round(server.ready_s, 1)}
         tokens = asyncio.run(load.create_users(url, ADMIN_PASSWORD, clients, USER_PASSWORD))
         asyncio.run(load.drive_service(url, tokens, images[: 2 * clients]))  # warm-up: first batches, pools
         time.sleep(2)
@@ -109,8 +125,6 @@ def run_service(name: str, config: Path, database_url: str, images: list[bytes],
             time.sleep(2)  # let the last requests settle before reading idle memory
             out["waves"].append({**result.as_dict(), "cpu_ms_per_task": cpu_ms, "memory_peak_mb": sampler.peak, "memory_after_mb": server.memory_mb()})
         return out
-    finally:
-        server.stop()
 
 
 def _cpu(server: Server) -> dict[str, float]:

@@ -21,7 +21,7 @@ from ray.serve.schema import DeploymentSchema, HTTPOptionsSchema, RayActorOption
 
 from deployments.user_config import ClassifierUserConfig, DetectorUserConfig
 
-DEPLOYMENTS = {"Ingress": None, "Detector": DetectorUserConfig, "Classifier": ClassifierUserConfig}
+DEPLOYMENTS = {"Ingress": None, "Dispatcher": None, "Detector": DetectorUserConfig, "Classifier": ClassifierUserConfig}
 NESTED = {
     "http_options": HTTPOptionsSchema,
     "autoscaling_config": AutoscalingConfig,

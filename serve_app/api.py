@@ -12,59 +12,45 @@ from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
-from db.engine import SessionFactory, create_engine, is_sqlite, session_factory
-from db.notify import TaskListener
+from db.engine import SessionFactory, create_engine, session_factory
 from db.migrate import check_schema
-from deployments.contract import ModelCatalog, Pipeline
+from deployments.contract import BatchPipeline, ModelCatalog
 from serve_app.body_limit import BodySizeLimit
 from serve_app.bootstrap import ensure_admin
 from serve_app.dispatcher import Dispatcher
+from serve_app.dispatching import running_dispatcher
 from serve_app.errors import install_error_handlers
+from serve_app.finished_feed import FinishedFeed
 from serve_app.housekeeping import Housekeeping
 from serve_app.webhooks import WebhookSender
-from serve_app.routes import auth, health, task_events, tasks, users
+from serve_app.routes import API_PREFIX, auth, health, task_events, tasks, users
 from serve_app.routes import models as model_routes
 from serve_app.security import TokenCodec
 from serve_app.services import Services
 from serve_app.settings import Settings
 
-API_PREFIX = "/api/v1"
 # The web app (plain ES modules, no build step), served at `/`.
 WEB_DIR = Path(__file__).with_name("web")
 # Room for the multipart framing around the largest allowed image.
 MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
-@asynccontextmanager
-async def _dispatching(settings: Settings, sessions: SessionFactory, pipeline: Pipeline | None) -> AsyncIterator[Dispatcher | None]:
-    """Run a dispatcher for the app's lifetime (none without a pipeline). On PostgreSQL it is
-    woken by NOTIFY and only polls as a safety net."""
-    if pipeline is None:
-        yield None
-        return
-    notified = not is_sqlite(settings.database_url)
-    queue_settings = settings.queue
-    if notified:
-        queue_settings = queue_settings.model_copy(update={"poll_interval_s": queue_settings.listen_poll_interval_s})
-    dispatcher = Dispatcher(sessions, pipeline, queue_settings)
-    listener = TaskListener(settings.database_url, dispatcher.wake) if notified else None
-    dispatcher.start()
-    if listener is not None:
-        listener.start()
-    try:
-        yield dispatcher
-    finally:
-        if listener is not None:
-            await listener.stop()
-        await dispatcher.stop()
-
-
 async def _web_page() -> FileResponse:
     return FileResponse(WEB_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
 
-def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeline: Pipeline | None = None) -> FastAPI:
-    """Build the app. With a `pipeline`, the app also runs a dispatcher that feeds it queued tasks."""
+@asynccontextmanager
+async def _dispatching(settings: Settings, sessions: SessionFactory, pipeline: BatchPipeline | None) -> AsyncIterator[Dispatcher | None]:
+    if pipeline is None:
+        yield None
+        return
+    async with running_dispatcher(settings, sessions, pipeline) as dispatcher:
+        yield dispatcher
+
+
+def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeline: BatchPipeline | None = None) -> FastAPI:
+    """Build the app. With a `pipeline`, the app also runs a dispatcher that feeds it queued
+    tasks (tests, one process); served by Ray, the `Dispatcher` deployment does that instead."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -83,6 +69,8 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
                 jobs.append(WebhookSender(sessions, settings.webhooks))
             for job in jobs:
                 job.start()
+            finished = FinishedFeed(settings.database_url, sessions)
+            finished.start()
             try:
                 async with _dispatching(settings, sessions, pipeline) as dispatcher:
                     app.state.services = Services(
@@ -92,9 +80,11 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
                         tokens=TokenCodec(settings.jwt_secret(), timedelta(minutes=settings.auth.access_token_ttl_minutes)),
                         models=models,
                         dispatcher=dispatcher,
+                        finished=finished,
                     )
                     yield
             finally:
+                await finished.stop()
                 for job in jobs:
                     await job.stop()
         finally:
@@ -114,6 +104,12 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
         BodySizeLimit,
         max_bytes=limits.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
         detail=f"The request body is too large: images may be at most {limits.max_upload_bytes} bytes.",
+        per_path={
+            f"{API_PREFIX}{tasks.BATCH_PATH}": (
+                limits.max_batch_bytes + MULTIPART_OVERHEAD_BYTES,
+                f"The request body is too large: a batch may be at most {limits.max_batch_bytes} bytes; send fewer images per request.",
+            )
+        },
     )
     install_error_handlers(app, retry_after_s=limits.retry_after_s)
     api = APIRouter(prefix=API_PREFIX)

@@ -14,6 +14,7 @@ from ray.serve import Application
 from deployments.classifier import Classifier
 from deployments.detector import Detector
 from deployments.detector_backends import Runtime
+from serve_app.dispatcher_deployment import DispatcherDeployment
 from serve_app.ingress import Ingress
 from serve_app.settings import DatabaseSettings, GeneralSettings, LimitsSettings, Settings
 
@@ -57,7 +58,9 @@ def build_app(args: dict | AppArgs | None = None) -> Application:
     args = AppArgs.model_validate(args or {})
     detector = Detector.bind(str(args.detector_weights), args.runtime, args.model_threads, args.model_niceness)
     classifier = Classifier.bind(str(args.classifier_weights), args.model_threads, args.model_niceness)
-    return Ingress.bind(args.settings(), detector, classifier)
+    settings = args.settings()
+    dispatcher = DispatcherDeployment.bind(settings, detector, classifier)
+    return Ingress.bind(settings, detector, classifier, dispatcher)
 
 
 app = build_app()

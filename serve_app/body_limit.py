@@ -14,18 +14,23 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 
 class BodySizeLimit:
-    def __init__(self, app: ASGIApp, *, max_bytes: int, detail: str) -> None:
+    """`max_bytes` for every path, except those in `per_path` (path → (limit, detail)), such as
+    the batch submit, which carries many images."""
+
+    def __init__(self, app: ASGIApp, *, max_bytes: int, detail: str, per_path: dict[str, tuple[int, str]] | None = None) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.detail = detail
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes, detail = self.per_path.get(scope["path"], (self.max_bytes, self.detail))
         declared = Headers(scope=scope).get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_bytes:
-            response = JSONResponse({"detail": self.detail}, status_code=status.HTTP_413_CONTENT_TOO_LARGE)
+        if declared.isdigit() and int(declared) > max_bytes:
+            response = JSONResponse({"detail": detail}, status_code=status.HTTP_413_CONTENT_TOO_LARGE)
             await response(scope, receive, send)
             return
         received = 0
@@ -35,9 +40,9 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     # Raised inside the route's body parsing; the app's handler turns it into JSON.
-                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=self.detail)
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=detail)
             return message
 
         await self.app(scope, counting_receive, send)

@@ -68,24 +68,35 @@ def database_unreachable(exc: DBAPIError) -> bool:
     return sqlstate is not None and str(sqlstate).startswith(UNREACHABLE_SQLSTATE_PREFIXES)
 
 
+def refusal(exc: Exception) -> tuple[int, str] | None:
+    """Status and detail for a submit refused on its own merits (too large, not an image, a full
+    queue, a reused key); None for any other error. Shared by single and batch submits."""
+    if isinstance(exc, UploadRejected):
+        return exc.status_code, exc.detail
+    if isinstance(exc, QueueFull):
+        if exc.scope == "user":
+            return status.HTTP_429_TOO_MANY_REQUESTS, f"You have {exc.limit} unfinished tasks, the most allowed; wait for some to finish."
+        return status.HTTP_503_SERVICE_UNAVAILABLE, "The service is at capacity; try again shortly."
+    if isinstance(exc, IdempotencyConflict):
+        return status.HTTP_409_CONFLICT, f"{exc} Use a new key for a new image."
+    return None
+
+
 def _retry_later(status_code: int, detail: str, retry_after_s: int) -> JSONResponse:
     return JSONResponse({"detail": detail}, status_code=status_code, headers={"Retry-After": str(retry_after_s)})
 
 
 def install_error_handlers(app: FastAPI, *, retry_after_s: int) -> None:
     @app.exception_handler(UploadRejected)
-    async def _upload_rejected(_: Request, exc: UploadRejected) -> JSONResponse:
-        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+    @app.exception_handler(IdempotencyConflict)
+    async def _refused(_: Request, exc: Exception) -> JSONResponse:
+        status_code, detail = refusal(exc) or (status.HTTP_500_INTERNAL_SERVER_ERROR, "Internal error")
+        return JSONResponse({"detail": detail}, status_code=status_code)
 
     @app.exception_handler(QueueFull)
     async def _queue_full(_: Request, exc: QueueFull) -> JSONResponse:
-        if exc.scope == "user":
-            return _retry_later(
-                status.HTTP_429_TOO_MANY_REQUESTS,
-                f"You have {exc.limit} unfinished tasks, the most allowed; wait for some to finish.",
-                retry_after_s,
-            )
-        return _retry_later(status.HTTP_503_SERVICE_UNAVAILABLE, "The service is at capacity; try again shortly.", retry_after_s)
+        status_code, detail = refusal(exc) or (status.HTTP_503_SERVICE_UNAVAILABLE, "")
+        return _retry_later(status_code, detail, retry_after_s)
 
     @app.exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED)
     async def _method_not_allowed(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -102,10 +113,6 @@ def install_error_handlers(app: FastAPI, *, retry_after_s: int) -> None:
                 methods |= getattr(route, "methods", None) or set()
         headers = {**(exc.headers or {}), **({"Allow": ", ".join(sorted(methods))} if methods else {})}
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=headers)
-
-    @app.exception_handler(IdempotencyConflict)
-    async def _idempotency_conflict(_: Request, exc: IdempotencyConflict) -> JSONResponse:
-        return JSONResponse({"detail": f"{exc} Use a new key for a new image."}, status_code=status.HTTP_409_CONFLICT)
 
     async def _database_unavailable(_: Request, exc: Exception) -> JSONResponse:
         log.warning("database unavailable: %s", type(exc).__name__)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import tasks
@@ -15,8 +17,17 @@ async def task_result(session: AsyncSession, task: Task) -> TaskResult | None:
     if task.status != TaskStatus.succeeded.value:
         return None
     stored = await tasks.get_result(session, task.id)
-    if stored is None:
-        return None
+    return None if stored is None else _public(task, stored)
+
+
+async def task_results(session: AsyncSession, found: list[Task]) -> dict[uuid.UUID, TaskResult]:
+    """The results of those of these tasks that succeeded, read together."""
+    succeeded = {task.id: task for task in found if task.status == TaskStatus.succeeded.value}
+    stored = await tasks.get_results(session, list(succeeded))
+    return {task_id: _public(succeeded[task_id], result) for task_id, result in stored.items()}
+
+
+def _public(task: Task, stored: tasks.StoredResult) -> TaskResult:
     scene = stored.scene
     return TaskResult(
         task_id=task.id,

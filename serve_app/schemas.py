@@ -119,6 +119,30 @@ class TaskResult(BaseModel):
     models: ModelVersions
 
 
+class TaskWithResult(TaskPublic):
+    """A task as the submit and task routes answer it. `result` is filled only for a request that
+    asked to wait (`Prefer: wait=S` on submit, `?wait=S` on the task) and whose task succeeded
+    in time; otherwise it is null and `GET …/result` has it once the task has succeeded."""
+
+    result: TaskResult | None = None
+
+
+class BatchItem(BaseModel):
+    """One image of a batch submit, in the order sent: its task, or why it was refused."""
+
+    index: int = Field(description="Position of the image among the request's `images` parts, from 0.")
+    filename: str | None = Field(description="The part's filename, as the client sent it (only for the client's reference).")
+    status_code: int = Field(description="What a single submit of this image would have answered: 202 (or 200 when it finished while the request waited), else the refusal's code (413, 415, 422, 429, 503, 409).")
+    task: TaskWithResult | None = Field(None, description="The task made for this image (or the earlier one, for a repeated Idempotency-Key).")
+    detail: str | None = Field(None, description="Why this image was refused; null when it was accepted.")
+
+
+class BatchSubmitted(BaseModel):
+    items: list[BatchItem]
+    accepted: int = Field(description="How many images have a task.")
+    refused: int = Field(description="How many images were refused (each item says why).")
+
+
 class Health(BaseModel):
     status: str
 

@@ -1,4 +1,5 @@
-"""What one running app holds: settings, database, token codec, models and its dispatcher."""
+"""What one running app holds: settings, database, token codec, models, its dispatcher (if it
+runs one) and the feed that wakes requests waiting for tasks."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.engine import SessionFactory
 from deployments.contract import ModelCatalog
 from serve_app.dispatcher import Dispatcher
+from serve_app.finished_feed import FinishedFeed
 from serve_app.security import TokenCodec
 from serve_app.settings import Settings
 
@@ -21,6 +23,7 @@ class Services:
     tokens: TokenCodec
     models: ModelCatalog
     dispatcher: Dispatcher | None
+    finished: FinishedFeed
 
     def wake_dispatcher(self) -> None:
         """Tell the local dispatcher that work arrived, so it need not wait for its next poll."""

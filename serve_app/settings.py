@@ -91,6 +91,10 @@ class LimitsSettings(BaseSettings):
     max_queued_per_user: int = Field(1000, ge=1, description="Unfinished tasks one user may have (429 above).")
     max_queued_total: int = Field(20000, ge=1, description="Unfinished tasks in the whole service (503 above).")
     retry_after_s: int = Field(5, ge=1, description="`Retry-After` sent with 429/503.")
+    max_batch_images: int = Field(32, ge=1, description="Most images in one batch submit (`POST /tasks/batch`).")
+    max_batch_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024, description="Largest batch submit body; each image still obeys max_upload_bytes (413 above)."
+    )
 
 
 class QueueSettings(BaseSettings):
@@ -105,7 +109,11 @@ class QueueSettings(BaseSettings):
         1.0, gt=0, description="The same on PostgreSQL, where LISTEN/NOTIFY wakes the dispatcher at once."
     )
     rescue_interval_s: float = Field(5.0, gt=0, description="How often expired leases are rescued.")
-    max_in_flight: int = Field(16, ge=1, description="Tasks one dispatcher runs at once.")
+    max_in_flight: int = Field(16, ge=1, description="Tasks one dispatcher runs at once (over all its batches).")
+    batch_size: int = Field(8, ge=1, description="Tasks claimed together and sent to the models in one call.")
+    batch_wait_s: float = Field(
+        0.01, ge=0, description="While a batch is in flight, how long newly arrived tasks may gather before the next claim."
+    )
     events_poll_interval_s: float = Field(
         0.5, gt=0, description="How often a live event stream (`…/events`) looks for changed tasks."
     )

@@ -197,3 +197,61 @@ async def drive_naive(url: str, clients: int, images: list[bytes], *, timeout_s:
         submit_ms=percentiles(latencies), completion_ms=percentiles(latencies), succeeded=len(latencies),
         failed={k: v for k, v in failures.items() if v},
     )
+
+
+async def drive_waiting(url: str, tokens: list[str], images: list[bytes], *, batch: int = 1, wait_s: float = 60, timeout_s: float = 900) -> LoadResult:
+    """Each client (one user each) sends its share of `images`, `batch` at a time, and waits for
+    their results before sending the next: one image per `POST /tasks`, or `batch` images per
+    `POST /tasks/batch`, each with `Prefer: wait` so that one request brings the results back
+    (a task still unfinished when the wait runs out is followed with `GET …?wait=`). Images/s =
+    results received over the clients' own wall time, as for the naive peer."""
+    latencies: list[float] = []
+    failures: Counter[str] = Counter()
+    finished: list[dict] = []
+    prefer = {"Prefer": f"wait={wait_s:g}"}
+
+    async def client(token: str, share: list[bytes]) -> None:
+        async with httpx.AsyncClient(base_url=url, timeout=wait_s + 30, headers={"Authorization": token}) as http:
+            for start in range(0, len(share), batch):
+                group = share[start : start + batch]
+                started = time.perf_counter()
+                try:
+                    tasks = await _submit_and_wait(http, group, prefer, batch > 1, failures)
+                    for task in tasks:
+                        while task["status"] not in TERMINAL and time.perf_counter() - started < timeout_s:
+                            task = (await http.get(f"{API}/tasks/{task['id']}", params={"wait": wait_s})).raise_for_status().json()
+                        finished.append(task)
+                except httpx.HTTPError as exc:
+                    failures[f"{type(exc).__name__}"] += len(group)
+                    continue
+                latencies.append((time.perf_counter() - started) * 1000)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client(token, images[i :: len(tokens)]) for i, token in enumerate(tokens)))
+    wall = time.perf_counter() - started
+    succeeded = [t for t in finished if t["status"] == "succeeded" and t.get("result")]
+    failures["task failed or without result"] += len(finished) - len(succeeded)
+    return LoadResult(
+        images=len(images), clients=len(tokens), seconds=round(wall, 2), images_per_s=round(len(succeeded) / wall, 2),
+        submit_ms=percentiles(latencies), completion_ms=percentiles(latencies), succeeded=len(succeeded),
+        failed={k: v for k, v in failures.items() if v},
+    )
+
+
+async def _submit_and_wait(http: httpx.AsyncClient, group: list[bytes], prefer: dict, as_batch: bool, failures: Counter[str]) -> list[dict]:
+    if not as_batch:
+        response = await http.post(f"{API}/tasks", files={"image": ("image.jpg", group[0], "image/jpeg")}, headers=prefer)
+        if response.status_code not in (200, 202):
+            failures[f"submit: HTTP {response.status_code}"] += 1
+            return []
+        return [response.json()]
+    files = [("images", (f"image-{i}.jpg", data, "image/jpeg")) for i, data in enumerate(group)]
+    response = await http.post(f"{API}/tasks/batch", files=files, headers=prefer)
+    if response.status_code not in (200, 202):
+        failures[f"batch submit: HTTP {response.status_code}"] += len(group)
+        return []
+    items = response.json()["items"]
+    for item in items:
+        if item["task"] is None:
+            failures[f"image refused: HTTP {item['status_code']}"] += 1
+    return [item["task"] for item in items if item["task"] is not None]

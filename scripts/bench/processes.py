@@ -66,7 +66,7 @@ class Server:
         self._log.close()
 
 
-def _role(process: psutil.Process) -> str:
+def role(process: psutil.Process) -> str:
     """A short name for what a process does: Ray names its workers in their title."""
     command = process.cmdline()
     title = command[0] if command else process.name()
@@ -92,8 +92,8 @@ def cpu_seconds(root_pid: int) -> dict[str, float]:
     for process in processes + postgres:
         try:
             times = process.cpu_times()
-            role = "postgres" if process in postgres else _role(process)
+            kind = "postgres" if process in postgres else role(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
-        totals[role] = totals.get(role, 0.0) + times.user + times.system
+        totals[kind] = totals.get(kind, 0.0) + times.user + times.system
     return totals

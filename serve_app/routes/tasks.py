@@ -13,19 +13,37 @@ from fastapi import APIRouter, Form, Header, HTTPException, Query, Response, sta
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
+from sqlalchemy.ext.asyncio import AsyncSession
+
 from db import queue, tasks, webhooks
+from db.queue import NewInput
 from db.models import Task, TaskStatus
 from serve_app.annotate import render_png
 from serve_app.deps import TASK_NOT_FOUND, CurrentUser, OwnedTask, ServicesDep, SessionDep
-from serve_app.errors import error_responses
+from serve_app.errors import error_responses, refusal
 from serve_app.metrics import task_metrics
 from serve_app.results import task_result
-from serve_app.routes.uploads import IMAGE_PART_OPENAPI, ImageField, read_upload
+from serve_app.routes import API_PREFIX
+from serve_app.routes.uploads import IMAGE_PART_OPENAPI, ImageField, ImagesField, read_upload
 from serve_app.task_log import TaskLog
-from serve_app.schemas import NotFinishedBody, TaskList, TaskPublic, TaskResult, WebhookAttempt, WebhookStatus
+from serve_app.schemas import (
+    BatchItem,
+    BatchSubmitted,
+    NotFinishedBody,
+    TaskList,
+    TaskPublic,
+    TaskResult,
+    TaskWithResult,
+    WebhookAttempt,
+    WebhookStatus,
+)
+from serve_app.services import Services
+from serve_app.uploads import ALLOWED_FORMATS, UploadRejected
+from serve_app.waiting import MAX_WAIT_S, finished, prefer_wait, wait_for_tasks, with_results
 from serve_app.webhooks import MAX_URL_LENGTH, CallbackRefused, check_callback_url
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
+BATCH_PATH = "/tasks/batch"  # under the API prefix; the body-size limit names it too
 
 IdempotencyKey = Annotated[
     str | None,
@@ -37,6 +55,31 @@ IdempotencyKey = Annotated[
         description="Any printable ASCII string; repeating a request with the same key returns the same task.",
     ),
 ]
+
+
+CallbackUrl = Annotated[
+    str | None,
+    Form(
+        max_length=MAX_URL_LENGTH,
+        json_schema_extra={"format": "uri"},  # checked by check_callback_url, whose 422 says what to fix
+        description="POST the outcome here once the task has finished (webhook); its host must be on the service's allow-list.",
+    ),
+]
+PreferHeader = Annotated[
+    str | None,
+    Header(
+        max_length=200,
+        description="`wait=S`: answer once the task has finished (with its result) or after S seconds (at most 60), whichever is first.",
+    ),
+]
+WaitQuery = Annotated[
+    float | None,
+    Query(ge=0, le=MAX_WAIT_S, description="Answer once the task has finished or after this many seconds (at most 60), whichever is first."),
+]
+
+
+def finished_status(value: str) -> bool:
+    return TaskStatus(value).finished
 
 
 def task_location(task_id: uuid.UUID) -> str:
@@ -64,8 +107,11 @@ def _response_links(status_code: int, links: dict[str, dict[str, object]]) -> di
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
-    response_model=TaskPublic,
-    responses=error_responses(400, 401, 409, 413, 415, 422, 429, 503),
+    response_model=TaskWithResult,
+    responses={
+        200: {"model": TaskWithResult, "description": "The task finished while the request waited (`Prefer: wait`)."},
+        **error_responses(400, 401, 409, 413, 415, 422, 429, 503),
+    },
     openapi_extra={
         **IMAGE_PART_OPENAPI,
         **_response_links(202, _links_to(
@@ -83,30 +129,43 @@ def _response_links(status_code: int, links: dict[str, dict[str, object]]) -> di
 async def create_task(
     image: ImageField, user: CurrentUser, services: ServicesDep, session: SessionDep, response: Response,
     idempotency_key: IdempotencyKey = None,
-    callback_url: Annotated[
-        str | None,
-        Form(
-            max_length=MAX_URL_LENGTH,
-            json_schema_extra={"format": "uri"},  # checked by check_callback_url, whose 422 says what to fix
-            description="POST the outcome here once the task has finished (webhook); its host must be on the service's allow-list.",
-        ),
-    ] = None,
-) -> TaskPublic:
-    """Submit an image. Answers at once with the queued task; poll it or its result.
+    callback_url: CallbackUrl = None,
+    prefer: PreferHeader = None,
+) -> TaskWithResult:
+    """Submit an image. Answers at once with the queued task (202); poll it or its result.
 
-    The `Location` header names the task. With an `Idempotency-Key` already used for the same
-    image the earlier task is returned (marked by `Idempotent-Replayed: true`).
+    With `Prefer: wait=S` (at most 60) the answer waits until the task has finished or S seconds
+    have passed: a finished task comes back with 200 and, when it succeeded, its `result`, so a
+    client that wants the result makes one request. The `Location` header names the task. With
+    an `Idempotency-Key` already used for the same image the earlier task is returned (marked by
+    `Idempotent-Replayed: true`).
     """
-    settings = services.settings
+    owner_id = user.id  # read now: a rolled-back race below expires the session's objects
+    _check_callback(callback_url, services)
+    upload = await read_upload(image, services.settings.limits)
+    task, created = await _enqueue(services, session, owner_id, upload, idempotency_key, callback_url)
+    if not created:
+        response.headers["Idempotent-Replayed"] = "true"
+    response.headers["Location"] = API_PREFIX + task_location(task.id)
+    [answer] = await _answer(services, owner_id, [task], prefer, response)
+    return answer
+
+
+def _check_callback(callback_url: str | None, services: Services) -> None:
     if callback_url is not None:
         try:
-            check_callback_url(callback_url, settings.webhooks.allowed_hosts())
+            check_callback_url(callback_url, services.settings.webhooks.allowed_hosts())
         except CallbackRefused as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
-    upload = await read_upload(image, settings.limits)
+
+
+async def _enqueue(
+    services: Services, session: AsyncSession, owner_id: uuid.UUID, upload: NewInput, idempotency_key: str | None, callback_url: str | None
+) -> tuple[Task, bool]:
+    settings = services.settings
     task, created = await queue.enqueue(
         session,
-        owner_id=user.id,
+        owner_id=owner_id,
         upload=upload,
         max_attempts=settings.queue.max_attempts,
         bounds=queue.Bounds(per_user=settings.limits.max_queued_per_user, total=settings.limits.max_queued_total),
@@ -116,11 +175,77 @@ async def create_task(
     if created:
         services.wake_dispatcher()
         task_metrics().created.inc()
-        TaskLog(task.id, user.id).info("accepted (%d bytes, %dx%d)", len(upload.data), upload.width, upload.height)
-    else:
-        response.headers["Idempotent-Replayed"] = "true"
-    response.headers["Location"] = "/api/v1" + task_location(task.id)
-    return TaskPublic.model_validate(task)
+        TaskLog(task.id, owner_id).info("accepted (%d bytes, %dx%d)", len(upload.data), upload.width, upload.height)
+    return task, created
+
+
+async def _answer(services: Services, owner_id: uuid.UUID, found: list[Task], prefer: str | None, response: Response) -> list[TaskWithResult]:
+    """The tasks as a submit answers them: after waiting, when the client prefers to; 200 once
+    all have finished, else 202."""
+    wait_s = prefer_wait(prefer)
+    if wait_s is not None:
+        response.headers["Preference-Applied"] = f"wait={wait_s:g}"
+        found = await wait_for_tasks(services, owner_id, found, wait_s)
+    if found and all(finished(task) for task in found):
+        response.status_code = status.HTTP_200_OK
+    return await with_results(services, found) if wait_s is not None else [TaskWithResult.model_validate(t) for t in found]
+
+
+@router.post(
+    BATCH_PATH.removeprefix(router.prefix),
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=BatchSubmitted,
+    responses={
+        200: {"model": BatchSubmitted, "description": "Every accepted task finished while the request waited (`Prefer: wait`)."},
+        **error_responses(400, 401, 413, 422, 503),
+    },
+    openapi_extra={"requestBody": {"content": {"multipart/form-data": {"encoding": {"images": {"contentType": ", ".join(ALLOWED_FORMATS.values())}}}}}},
+)
+async def create_tasks(
+    images: ImagesField, user: CurrentUser, services: ServicesDep, response: Response,
+    idempotency_key: IdempotencyKey = None,
+    callback_url: CallbackUrl = None,
+    prefer: PreferHeader = None,
+) -> BatchSubmitted:
+    """Submit several images in one request: one task per image, as if each had been sent to
+    `POST /tasks` on its own, in order.
+
+    Each image is checked on its own: one that is refused (too large, not an image, corrupt,
+    your queue full) refuses only itself, and its item carries the status code and reason a
+    single submit would have answered. The answer is 202 when the request was read (even if
+    every image was refused: see `refused`). With an `Idempotency-Key` K, image i is submitted
+    with the key `K:i`, so repeating the request returns the same tasks. `callback_url` and
+    `Prefer: wait=S` apply to every task (the answer is 200 when all accepted tasks have finished).
+    """
+    owner_id = user.id  # read now: a rolled-back race below expires the session's objects
+    limits = services.settings.limits
+    if len(images) > limits.max_batch_images:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            detail=f"A batch may have at most {limits.max_batch_images} images; this one has {len(images)}. Send fewer per request.",
+        )
+    _check_callback(callback_url, services)
+    items: list[BatchItem] = []
+    accepted: list[tuple[int, Task]] = []
+    for index, image in enumerate(images):
+        key = f"{idempotency_key}:{index}" if idempotency_key is not None else None
+        try:
+            upload = await read_upload(image, limits)
+            async with services.sessions() as own:  # its own session: one image's rollback expires no other's task
+                task, _ = await _enqueue(services, own, owner_id, upload, key, callback_url)
+        except (UploadRejected, queue.QueueFull, queue.IdempotencyConflict) as exc:
+            status_code, detail = refusal(exc) or (status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
+            items.append(BatchItem(index=index, filename=image.filename, status_code=status_code, detail=detail))
+            continue
+        accepted.append((len(items), task))
+        items.append(BatchItem(index=index, filename=image.filename, status_code=status.HTTP_202_ACCEPTED))
+    answered = await _answer(services, owner_id, [task for _, task in accepted], prefer, response)
+    for (position, _), task in zip(accepted, answered):
+        code = status.HTTP_200_OK if finished_status(task.status) else status.HTTP_202_ACCEPTED
+        items[position] = items[position].model_copy(update={"task": task, "status_code": code})
+    if not accepted:
+        response.status_code = status.HTTP_202_ACCEPTED
+    return BatchSubmitted(items=items, accepted=len(accepted), refused=len(items) - len(accepted))
 
 
 def _encode_cursor(key: tasks.PageKey) -> str:
@@ -159,7 +284,7 @@ async def list_tasks(
 
 @router.get(
     "/{task_id}",
-    response_model=TaskPublic,
+    response_model=TaskWithResult,
     responses=error_responses(401, 404, 422),
     openapi_extra=_response_links(200, _links_to(
         "$response.body#/id",
@@ -169,9 +294,15 @@ async def list_tasks(
         delete_task="Delete it.",
     )),
 )
-async def get_task(task: OwnedTask) -> TaskPublic:
-    """A task's status, attempts, error and timestamps."""
-    return TaskPublic.model_validate(task)
+async def get_task(task: OwnedTask, user: CurrentUser, services: ServicesDep, session: SessionDep, wait: WaitQuery = None) -> TaskWithResult:
+    """A task's status, attempts, error and timestamps. With `?wait=S`, answers once the task has
+    finished (then with its `result`, if it succeeded) or after S seconds: a long poll."""
+    if wait is None:
+        return TaskWithResult.model_validate(task)
+    await session.commit()  # end the read's transaction: waiting holds no connection
+    [found] = await wait_for_tasks(services, user.id, [task], wait)
+    [answer] = await with_results(services, [found])
+    return answer
 
 
 @router.get(

@@ -12,6 +12,7 @@ from serve_app.settings import LimitsSettings
 from serve_app.uploads import ALLOWED_FORMATS, ALLOWED_NAMES, validate_image
 
 ImageField = Annotated[UploadFile, File(description=f"A {ALLOWED_NAMES} image.")]
+ImagesField = Annotated[list[UploadFile], File(description=f"{ALLOWED_NAMES} images, one part each, all named `images`.")]
 
 # OpenAPI of an upload route: the media types the `image` part may carry. Only documentation:
 # the format is sniffed from the bytes, the part's own Content-Type is not trusted.

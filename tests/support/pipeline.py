@@ -18,6 +18,7 @@ from deployments.contract import (
     ModelInfo,
     ModelPrediction,
     ModelVersions,
+    OneByOne,
     PipelineResult,
     Primitive,
     Scene,
@@ -57,7 +58,9 @@ def name_scene(primitives: list[Primitive]) -> Scene:
 
 class BoundingBoxPipeline:
     """Pipeline: image → bounding-box primitive → 'shape' or 'none'. `delay_s` simulates work;
-    images narrower than `reject_below_width` are refused as the real models would refuse them."""
+    images narrower than `reject_below_width` are refused as the real models would refuse them.
+    The dispatcher calls `run_batch`, which runs every image of a batch through `__call__`
+    concurrently (subclasses change `__call__`)."""
 
     def __init__(self, delay_s: float = 0.0, reject_below_width: int = 0) -> None:
         self.delay_s = delay_s
@@ -72,6 +75,9 @@ class BoundingBoxPipeline:
             raise ImageRejected(f"images must be at least {self.reject_below_width} pixels wide")
         primitives = find_box(image)
         return PipelineResult(primitives=primitives, scene=name_scene(primitives), models=VERSIONS)
+
+    async def run_batch(self, images: list[ImagePayload]) -> list[PipelineResult | Exception]:
+        return await OneByOne(self).run_batch(images)
 
 
 class BoundingBoxCatalog:

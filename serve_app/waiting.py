@@ -1,0 +1,69 @@
+"""Answering with the finished task: a client that wants its result makes one request.
+
+`Prefer: wait=S` on a submit (RFC 7240, as Replicate and others offer it) and `?wait=S` on a
+task hold the request until the task has finished or S seconds have passed, then answer with
+the task as it is, with its result once it has succeeded. Waiting holds no database connection;
+the replica's `FinishedFeed` wakes the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+
+from db import tasks
+from db.models import Task, TaskStatus
+from serve_app.finished_feed import wait_until
+from serve_app.results import task_results
+from serve_app.schemas import TaskPublic, TaskWithResult
+from serve_app.services import Services
+
+MAX_WAIT_S = 60.0
+
+
+def prefer_wait(header: str | None) -> float | None:
+    """The `wait=S` preference of a `Prefer` header, at most MAX_WAIT_S; None when there is none
+    or it is not a number (a preference the server cannot honour is ignored, as RFC 7240 says)."""
+    for preference in (header or "").split(","):
+        name, _, value = preference.split(";")[0].strip().partition("=")
+        if name.strip().lower() != "wait":
+            continue
+        try:
+            seconds = float(value.strip().strip('"'))
+        except ValueError:
+            return None
+        return min(seconds, MAX_WAIT_S) if math.isfinite(seconds) and seconds >= 0 else None
+    return None
+
+
+def finished(task: Task) -> bool:
+    return TaskStatus(task.status).finished
+
+
+async def wait_for_tasks(services: Services, owner_id: uuid.UUID, waited: list[Task], wait_s: float) -> list[Task]:
+    """These tasks re-read until all have finished or `wait_s` has passed. A task deleted
+    meanwhile keeps its last state."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + wait_s
+    current = {task.id: task for task in waited}
+    with services.finished.watch(list(current)) as woken:
+        while True:
+            unfinished = [task_id for task_id, task in current.items() if not finished(task)]
+            remaining = deadline - loop.time()
+            if not unfinished or remaining <= 0:
+                return [current[task.id] for task in waited]
+            await wait_until(woken, remaining)
+            async with services.sessions() as session:
+                current.update(await tasks.get_many_owned(session, unfinished, owner_id))
+
+
+async def with_results(services: Services, found: list[Task]) -> list[TaskWithResult]:
+    """The tasks as the API answers them, each succeeded one with its result."""
+    results = {}
+    if any(task.status == TaskStatus.succeeded.value for task in found):
+        async with services.sessions() as session:
+            results = await task_results(session, found)
+    return [
+        TaskWithResult(**TaskPublic.model_validate(task).model_dump(), result=results.get(task.id)) for task in found
+    ]
