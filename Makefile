@@ -27,10 +27,15 @@ migrate: install
 	$(VENV)/bin/python -m db.migrate
 
 # The whole service on this machine: embedded SQLite, shipped weights, Ray Serve on $(URL).
+# Ray Serve's throughput mode (docs/benchmarks.md): the Ingress replica also serves HTTP itself
+# on $(FAST_URL), skipping Serve's proxy, which still answers on $(URL).
+FAST_URL := http://127.0.0.1:8001
+THROUGHPUT_MODE := RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT=8001 RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT=8002
+
 run: migrate
 	@$(VENV)/bin/python -m serve_app.bootstrap
-	@echo "Primscene starts on $(URL) (API docs: $(URL)/docs); Ctrl-C stops it."
-	RAY_USAGE_STATS_ENABLED=0 $(VENV)/bin/serve run configs/local.yaml
+	@echo "Primscene starts on $(URL) (API docs: $(URL)/docs), and without Serve's proxy hop on $(FAST_URL); Ctrl-C stops it."
+	RAY_USAGE_STATS_ENABLED=0 $(THROUGHPUT_MODE) $(VENV)/bin/serve run configs/local.yaml
 
 test: install postgres chromium
 	$(VENV)/bin/pytest

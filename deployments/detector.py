@@ -18,6 +18,9 @@ from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
 from deployments.images import WARM_UP_IMAGE, ImageInput
 
 
+WARM_UP_BATCHES = 8  # batch sizes prepared at start: up to the dispatcher's default batch
+
+
 @serve.deployment(name="Detector", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5})
 class Detector:
     def __init__(self, weights: str, runtime: str = "pytorch", threads: int = 1, niceness: int = 0) -> None:
@@ -25,7 +28,10 @@ class Detector:
         # Ray hides GPUs from replicas that were given none (ray_actor_options.num_gpus).
         device = "cuda" if runtime == "pytorch" and torch.cuda.is_available() else "cpu"
         self.model = PrimitiveDetector(DetectorConfig(Path(weights), runtime=runtime, device=device, threads=threads))
-        self.model.predict([WARM_UP_IMAGE])  # the first call builds runtime state: not in a user's request
+        # The first calls build runtime state (OpenVINO compiles one model per batch size): not
+        # in a user's request.
+        for size in range(1, WARM_UP_BATCHES + 1):
+            self.model.predict([WARM_UP_IMAGE] * size)
         self._batch_sizes = BatchMetrics("detector")
         # Every model call runs on this one thread: a compiled OpenVINO model must not be called
         # from several threads at once, and batches queue here in arrival order.

@@ -3,8 +3,8 @@
 Each backend is given its thread count, because a Ray replica owns a fraction of the machine
 and a runtime that spreads over every core only fights the other replicas. The exported ONNX
 and OpenVINO models (float, and INT8 quantized) were exported for one image (1×3×S×S): ONNX
-Runtime runs a batch image by image, OpenVINO makes the batch dimension dynamic at load time and
-runs the batch as one inference.
+Runtime runs a batch image by image; OpenVINO compiles the model for each batch size it meets
+and runs a batch as one inference.
 """
 
 from __future__ import annotations
@@ -65,22 +65,32 @@ class OnnxBackend:
 
 
 class OpenVinoBackend:
-    """The exported IR with its batch dimension made dynamic, so a batch is one inference: on
-    CPU that costs about half the time per image of running the images one by one (measured in
-    docs/benchmarks.md). One synchronous request at a time (LATENCY hint, one stream)."""
+    """The exported IR compiled once per batch size it is given (static shapes, N×3×S×S), so a
+    batch is one inference: on CPU that costs about half the time per image of running the
+    images one by one (docs/benchmarks.md). A dynamic batch dimension was tried first: it was
+    slower than static shapes and crashed OpenVINO on a small (64-pixel) export. One synchronous
+    request at a time (LATENCY hint, one stream); the caller keeps calls on one thread."""
 
     def __init__(self, model_dir: Path, threads: int) -> None:
         import openvino
 
-        core = openvino.Core()
-        model = core.read_model(next(model_dir.glob("*.xml")))
-        _, channels, height, width = model.input().get_partial_shape()
-        model.reshape([-1, channels, height, width])
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
-        self._model = core.compile_model(model, "CPU", config)
+        self._core = openvino.Core()
+        self._xml = next(model_dir.glob("*.xml"))
+        self._config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
+        self._by_batch: dict[int, object] = {}
+        self.compiled(1)
+
+    def compiled(self, batch: int):  # -> openvino.CompiledModel
+        """The model compiled for `batch` images (compiled on first use, about 0.7 s, then kept)."""
+        if batch not in self._by_batch:
+            model = self._core.read_model(self._xml)
+            _, channels, height, width = model.input().get_partial_shape()
+            model.reshape([batch, channels, height, width])
+            self._by_batch[batch] = self._core.compile_model(model, "CPU", self._config)
+        return self._by_batch[batch]
 
     def __call__(self, batch: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(self._model(batch)[0])
+        return torch.from_numpy(self.compiled(len(batch))(batch)[0])
 
 
 def load_backend(checkpoint: Path, runtime: Runtime, threads: int, device: str = "cpu") -> Backend:

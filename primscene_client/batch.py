@@ -1,5 +1,5 @@
-"""`primscene submit`: find the images, upload them one by one (a refused file does not stop
-the others), and optionally wait for all of them."""
+"""`primscene submit`: find the images, upload them several per request (a refused file does
+not stop the others), and optionally wait for all of them."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from primscene_client.client import Client, Backoff
-from primscene_client.errors import APIError, AuthError, Busy, PrimsceneError, Refused
+from primscene_client.client import Client
+from primscene_client.errors import APIError, AuthError, Busy, PrimsceneError, Refused, WaitTimeout
 from primscene_client.models import FAILED, SUCCEEDED, Result, Task
 from primscene_client.render import percent, progress, show_notes, status_text
 
@@ -63,34 +63,57 @@ def _upload(client: Client, path: Path, say: Console, callback_url: str | None) 
             time.sleep(pause)
 
 
+BATCH = 8  # images per request: one `POST /batches` each
+
+
 def upload_all(
     client: Client, files: list[Path], err: Console, callback_url: str | None = None
 ) -> tuple[list[Submission], PrimsceneError | None]:
-    """Upload every file; returns the submissions and the error that stopped the run, if one did
-    (not logged in, server gone, still busy after a long wait)."""
+    """Upload every file, BATCH per request; returns the submissions and the error that stopped
+    the run, if one did (not logged in, server gone, still busy after a long wait). A file the
+    server refuses refuses only itself; one refused because a queue is full is sent again on
+    its own, waiting as `Retry-After` asks."""
     rows = [Submission(path) for path in files]
     with progress(err) as bar:
         job = bar.add_task("Uploading", total=len(rows))
-        for row in rows:
-            bar.update(job, description=f"Uploading {escape(row.path.name)}")
+        for start in range(0, len(rows), BATCH):
+            chunk = rows[start : start + BATCH]
+            bar.update(job, description=f"Uploading {escape(chunk[0].path.name)}" + (f" and {len(chunk) - 1} more" if len(chunk) > 1 else ""))
+            readable = [row for row in chunk if _readable(row)]
             try:
-                row.task = _upload(client, row.path, bar.console, callback_url)
-            except OSError as exc:
-                row.problem = f"cannot read the file: {exc.strerror or exc}"
+                items = client.submit_batch([row.path for row in readable], callback_url=callback_url) if readable else []
+                for row, item in zip(readable, items):
+                    if item.task is not None:
+                        row.task = item.task
+                    elif item.status_code in (429, 503):  # a full queue: wait it out for this file
+                        row.task = _upload(client, row.path, bar.console, callback_url)
+                    else:  # 409, 413, 415, 422: this file is not acceptable; the next may be
+                        row.problem, row.refused = item.detail or f"HTTP {item.status_code}", True
             except (AuthError, Busy) as exc:
                 return _stop(rows, exc)
-            except Refused as exc:  # 413/415/422: this file is not acceptable; the next may be
-                row.problem, row.refused = exc.detail or str(exc), True
-            except APIError as exc:  # a fault with this one upload
-                row.problem = str(exc)
+            except APIError as exc:  # a fault with this request (or a refusal on the retry)
+                for row in readable:
+                    if row.task is None and row.problem is None:
+                        row.problem = exc.detail if isinstance(exc, Refused) and exc.detail else str(exc)
+                        row.refused = isinstance(exc, Refused)
             except PrimsceneError as exc:  # server unreachable
                 return _stop(rows, exc)
-            if row.problem:
-                what = "refused" if row.refused else "not submitted"
-                bar.console.print(f"[red]✗[/] {escape(str(row.path))} {what}: {escape(row.problem)}")
-            bar.advance(job)
+            for row in chunk:
+                if row.problem:
+                    what = "refused" if row.refused else "not submitted"
+                    bar.console.print(f"[red]✗[/] {escape(str(row.path))} {what}: {escape(row.problem)}")
+            bar.advance(job, len(chunk))
         bar.update(job, description="Uploaded")
     return rows, None
+
+
+def _readable(row: Submission) -> bool:
+    try:
+        with row.path.open("rb"):
+            return True
+    except OSError as exc:
+        row.problem = f"cannot read the file: {exc.strerror or exc}"
+        return False
 
 
 def _stop(rows: list[Submission], error: PrimsceneError) -> tuple[list[Submission], PrimsceneError]:
@@ -101,26 +124,23 @@ def _stop(rows: list[Submission], error: PrimsceneError) -> tuple[list[Submissio
 
 
 def wait_all(client: Client, rows: list[Submission], err: Console, timeout: float | None) -> None:
-    """Poll the submitted tasks until each has finished (or time is up), then fetch the results."""
-    waiting = {str(r.task.id): r for r in rows if r.task is not None and not r.task.finished}
+    """Wait for the submitted tasks until each has finished (or time is up), one long poll at a
+    time (each answered as soon as its task finishes), then fetch the results."""
+    waiting = [r for r in rows if r.task is not None and not r.task.finished]
     total = sum(1 for r in rows if r.task is not None)
-    backoff = Backoff(timeout)
+    deadline = None if timeout is None else time.monotonic() + timeout
     with progress(err) as bar:
         job = bar.add_task("Processing", total=total, completed=total - len(waiting))
-        while waiting:
-            for task_id, row in list(waiting.items()):
-                row.task = client.get(task_id)
-                if row.task.finished:
-                    del waiting[task_id]
-                    bar.advance(job)
-            if not waiting:
-                break
-            delay = backoff.next_delay()
-            if delay is None:
-                for row in waiting.values():
-                    row.problem = f"still {row.task.status} after {timeout:g} s"
-                break
-            time.sleep(delay)
+        for row in waiting:
+            assert row.task is not None
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                row.task = client.wait(row.task.id, timeout=left)
+            except WaitTimeout as exc:
+                row.task = exc.task or row.task
+                row.problem = f"still {row.task.status} after {timeout:g} s"
+                continue
+            bar.advance(job)
     for row in rows:
         if row.task is not None and row.task.status == SUCCEEDED:
             row.result = client.result(row.task.id)

@@ -24,7 +24,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter
 
 from primscene_client.errors import WaitTimeout, error_for, unreachable
-from primscene_client.models import ModelInfo, Result, Task, TaskPage, Token, User
+from primscene_client.models import BatchItem, BatchSubmitted, ModelInfo, Result, Task, TaskPage, Token, User
 
 API = "/api/v1"
 DEFAULT_TIMEOUT = httpx.Timeout(60.0, connect=5.0)
@@ -86,22 +86,26 @@ class _Calls:
         return _Request("POST", f"{API}/auth/token", {"data": form}, logging_in=True)
 
     def submit_request(self, source: ImageSource, filename: str | None, idempotency_key: str | None, callback_url: str | None) -> _Request:
-        if isinstance(source, bytes):
-            data, name = source, filename or "image"
-        else:
-            path = Path(source)
-            data, name = path.read_bytes(), filename or path.name
-        # The server sniffs the format from the bytes; the name and type only help logs.
-        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        form = {"callback_url": callback_url} if callback_url else None
-        kwargs: dict[str, Any] = {"files": {"image": (name, data, content_type)}, "headers": self._headers(headers)}
-        if form:
-            kwargs["data"] = form
+        kwargs = self._upload_kwargs([("image", _file_part(source, filename))], idempotency_key, callback_url)
         return _Request("POST", f"{API}/tasks", kwargs, ok=(200, 202))
+
+    def batch_request(self, sources: list[ImageSource], idempotency_key: str | None, callback_url: str | None) -> _Request:
+        kwargs = self._upload_kwargs([("images", _file_part(source, None)) for source in sources], idempotency_key, callback_url)
+        return _Request("POST", f"{API}/batches", kwargs, ok=(200, 202))
+
+    def _upload_kwargs(self, parts: list[tuple[str, tuple[str, bytes, str]]], idempotency_key: str | None, callback_url: str | None) -> dict[str, Any]:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+        kwargs: dict[str, Any] = {"files": parts, "headers": self._headers(headers)}
+        if callback_url:
+            kwargs["data"] = {"callback_url": callback_url}
+        return kwargs
 
     def get_request(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any) -> _Request:
         return _Request(method, f"{API}{path}", {"headers": self._headers(), **kwargs}, ok=ok)
+
+    def long_poll_request(self, task_id: TaskId, wait_s: float) -> _Request:
+        """The task, answered once it has finished or after `wait_s` (the read may take that long)."""
+        return self.get_request("GET", f"/tasks/{task_id}", params={"wait": round(wait_s, 3)}, timeout=httpx.Timeout(60.0, connect=5.0, read=wait_s + 30))
 
     def page_request(self, status: str | None, page_size: int, cursor: str | None) -> _Request:
         params: dict[str, Any] = {"limit": page_size}
@@ -116,6 +120,16 @@ class _Calls:
         return self.get_request("POST", "/users", ok=(201,), json=body)
 
 
+def _file_part(source: ImageSource, filename: str | None) -> tuple[str, bytes, str]:
+    if isinstance(source, bytes):
+        data, name = source, filename or "image"
+    else:
+        path = Path(source)
+        data, name = path.read_bytes(), filename or path.name
+    # The server sniffs the format from the bytes; the name and type only help logs.
+    return name, data, mimetypes.guess_type(name)[0] or "application/octet-stream"
+
+
 def _page_size(page_size: int, limit: int | None, seen: int) -> int:
     return page_size if limit is None else max(1, min(page_size, limit - seen))
 
@@ -128,6 +142,12 @@ class Backoff:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.delay, self.factor, self.cap = first, factor, cap
 
+    def long_poll_s(self) -> float:
+        """How long the next `?wait=` may hold: LONG_POLL_S, never past the deadline."""
+        if self.deadline is None:
+            return LONG_POLL_S
+        return max(0.0, min(LONG_POLL_S, self.deadline - time.monotonic()))
+
     def next_delay(self) -> float | None:
         """Seconds to sleep before the next poll, or None when time is up."""
         now = time.monotonic()
@@ -136,6 +156,10 @@ class Backoff:
         delay = self.delay
         self.delay = min(self.cap, self.delay * self.factor)
         return delay if self.deadline is None else min(delay, self.deadline - now)
+
+
+# A long poll (`GET /tasks/{id}?wait=S`) holds at most this long; the server caps it at 60 s.
+LONG_POLL_S = 30.0
 
 
 def _timed_out(task: Task, timeout: float | None) -> WaitTimeout:
@@ -190,21 +214,32 @@ class Client(_Calls):
         be on the service's webhook allow-list, else Refused)."""
         return self._parse(Task, self._send(self.submit_request(image, filename, idempotency_key, callback_url)))
 
+    def submit_batch(
+        self, images: list[ImageSource], *, idempotency_key: str | None = None, callback_url: str | None = None
+    ) -> list[BatchItem]:
+        """Upload several images in one request (at most the server's batch limit, 32 by
+        default): one item per image, in order, with its task or the reason it was refused (a
+        refused image refuses only itself)."""
+        return self._parse(BatchSubmitted, self._send(self.batch_request(images, idempotency_key, callback_url))).items
+
     def get(self, task_id: TaskId) -> Task:
         return self._parse(Task, self._send(self.get_request("GET", f"/tasks/{task_id}")))
 
     def wait(self, task_id: TaskId, timeout: float | None = 300.0) -> Task:
-        """Poll until the task has succeeded or failed (backing off up to 2 s between polls) and
-        return it; WaitTimeout after `timeout` seconds (None: no limit)."""
+        """Wait until the task has succeeded or failed and return it; WaitTimeout after `timeout`
+        seconds (None: no limit). Each request is a long poll (`?wait=`) that the service answers
+        as soon as the task finishes; a server that answers at once is polled with backoff."""
         backoff = Backoff(timeout)
         while True:
-            task = self.get(task_id)
+            asked, started = backoff.long_poll_s(), time.monotonic()
+            task = self._parse(Task, self._send(self.long_poll_request(task_id, asked)))
             if task.finished:
                 return task
             delay = backoff.next_delay()
             if delay is None:
                 raise _timed_out(task, timeout)
-            time.sleep(delay)
+            if time.monotonic() - started < asked / 2:  # the request was not held
+                time.sleep(delay)
 
     def result(self, task_id: TaskId) -> Result:
         """Primitives, scene and model versions; NotFinished while the task has not succeeded."""
@@ -289,19 +324,27 @@ class AsyncClient(_Calls):
         call = await anyio.to_thread.run_sync(self.submit_request, image, filename, idempotency_key, callback_url)
         return self._parse(Task, await self._send(call))
 
+    async def submit_batch(
+        self, images: list[ImageSource], *, idempotency_key: str | None = None, callback_url: str | None = None
+    ) -> list[BatchItem]:
+        call = await anyio.to_thread.run_sync(self.batch_request, images, idempotency_key, callback_url)
+        return self._parse(BatchSubmitted, await self._send(call)).items
+
     async def get(self, task_id: TaskId) -> Task:
         return self._parse(Task, await self._send(self.get_request("GET", f"/tasks/{task_id}")))
 
     async def wait(self, task_id: TaskId, timeout: float | None = 300.0) -> Task:
         backoff = Backoff(timeout)
         while True:
-            task = await self.get(task_id)
+            asked, started = backoff.long_poll_s(), time.monotonic()
+            task = self._parse(Task, await self._send(self.long_poll_request(task_id, asked)))
             if task.finished:
                 return task
             delay = backoff.next_delay()
             if delay is None:
                 raise _timed_out(task, timeout)
-            await anyio.sleep(delay)
+            if time.monotonic() - started < asked / 2:  # the request was not held
+                await anyio.sleep(delay)
 
     async def result(self, task_id: TaskId) -> Result:
         return self._parse(Result, await self._send(self.get_request("GET", f"/tasks/{task_id}/result")))

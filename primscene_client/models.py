@@ -104,3 +104,23 @@ class ModelInfo(_Body):
     version: str
     classes: list[str]
     input_size: int
+
+
+class BatchItem(_Body):
+    """One image of a batch submit, in the order sent: its task, or why it was refused."""
+
+    index: int
+    filename: str | None = None
+    status_code: int  # what a single submit of this image would have answered
+    task: Task | None = None
+    detail: str | None = None  # why it was refused
+
+    @property
+    def accepted(self) -> bool:
+        return self.task is not None
+
+
+class BatchSubmitted(_Body):
+    items: list[BatchItem]
+    accepted: int
+    refused: int

@@ -135,11 +135,11 @@ class Cluster:
                 out[name]["message"] = d["message"][:300]
         return out
 
-    def ingress_pids(self) -> dict[int, str]:
-        """Ingress replica process id → node label (a task's `worker_id` carries its dispatcher's pid)."""
+    def dispatcher_pids(self) -> dict[int, str]:
+        """Dispatcher replica process id → node label (a task's `worker_id` carries its dispatcher's pid)."""
         app = self.serve_details()["applications"][APP]
         labels = self.labels()
-        return {r["pid"]: labels.get(r["node_id"], "?") for r in app["deployments"]["Ingress"]["replicas"] if r.get("pid")}
+        return {r["pid"]: labels.get(r["node_id"], "?") for r in app["deployments"]["Dispatcher"]["replicas"] if r.get("pid")}
 
     def replica_pids_on(self, node: nodes.LocalNode) -> list[int]:
         app = self.serve_details()["applications"][APP]
@@ -170,8 +170,8 @@ class Cluster:
         raise TimeoutError(f"not running as expected within {timeout_s} s: {self.placement()}")
 
 
-def running_by_node(database_url: str, ingress_pids: dict[int, str]) -> dict[str, int]:
-    """Tasks `running` now, by the node of the dispatcher (Ingress replica) that claimed them."""
+def running_by_node(database_url: str, dispatcher_pids: dict[int, str]) -> dict[str, int]:
+    """Tasks `running` now, by the node of the Dispatcher replica that claimed them."""
     from sqlalchemy import func, select
 
     from db.models import Task
@@ -187,7 +187,7 @@ def running_by_node(database_url: str, ingress_pids: dict[int, str]) -> dict[str
 
     out: dict[str, int] = {}
     for worker_id, count in asyncio.run(query()):
-        node = ingress_pids.get(int(worker_id.split(":")[1]), "?") if worker_id else "?"
+        node = dispatcher_pids.get(int(worker_id.split(":")[1]), "?") if worker_id else "?"
         out[node] = out.get(node, 0) + count
     return out
 
@@ -236,7 +236,7 @@ def outage(cluster: Cluster, node2: nodes.LocalNode, tokens: list[str], images: 
     a = cluster.args
     first = in_background(drive(cluster.url, tokens[: a.clients], images[: a.tasks], timeout_s=a.drive_timeout_s))
     report["status_at_kill"] = wait_busy(a.database_url, first, done_first=a.tasks // 4)
-    report["running_by_dispatcher_node_at_kill"] = running_by_node(a.database_url, cluster.ingress_pids())
+    report["running_by_dispatcher_node_at_kill"] = running_by_node(a.database_url, cluster.dispatcher_pids())
     victims = cluster.replica_pids_on(node2)
     wall_at_kill = datetime.now(timezone.utc)
     killed = nodes.crash(node2)

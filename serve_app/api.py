@@ -23,7 +23,7 @@ from serve_app.errors import install_error_handlers
 from serve_app.finished_feed import FinishedFeed
 from serve_app.housekeeping import Housekeeping
 from serve_app.webhooks import WebhookSender
-from serve_app.routes import API_PREFIX, auth, health, task_events, tasks, users
+from serve_app.routes import API_PREFIX, auth, batches, health, task_events, tasks, users
 from serve_app.routes import models as model_routes
 from serve_app.security import TokenCodec
 from serve_app.services import Services
@@ -105,7 +105,7 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
         max_bytes=limits.max_upload_bytes + MULTIPART_OVERHEAD_BYTES,
         detail=f"The request body is too large: images may be at most {limits.max_upload_bytes} bytes.",
         per_path={
-            f"{API_PREFIX}{tasks.BATCH_PATH}": (
+            f"{API_PREFIX}{batches.BATCH_PATH}": (
                 limits.max_batch_bytes + MULTIPART_OVERHEAD_BYTES,
                 f"The request body is too large: a batch may be at most {limits.max_batch_bytes} bytes; send fewer images per request.",
             )
@@ -113,7 +113,7 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
     )
     install_error_handlers(app, retry_after_s=limits.retry_after_s)
     api = APIRouter(prefix=API_PREFIX)
-    for module in (auth, task_events, tasks, model_routes, users):
+    for module in (auth, task_events, tasks, batches, model_routes, users):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(health.router)

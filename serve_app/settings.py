@@ -91,7 +91,7 @@ class LimitsSettings(BaseSettings):
     max_queued_per_user: int = Field(1000, ge=1, description="Unfinished tasks one user may have (429 above).")
     max_queued_total: int = Field(20000, ge=1, description="Unfinished tasks in the whole service (503 above).")
     retry_after_s: int = Field(5, ge=1, description="`Retry-After` sent with 429/503.")
-    max_batch_images: int = Field(32, ge=1, description="Most images in one batch submit (`POST /tasks/batch`).")
+    max_batch_images: int = Field(32, ge=1, description="Most images in one batch submit (`POST /batches`).")
     max_batch_bytes: int = Field(
         32 * 1024 * 1024, ge=1024, description="Largest batch submit body; each image still obeys max_upload_bytes (413 above)."
     )

@@ -41,21 +41,21 @@ def finished(task: Task) -> bool:
     return TaskStatus(task.status).finished
 
 
-async def wait_for_tasks(services: Services, owner_id: uuid.UUID, waited: list[Task], wait_s: float) -> list[Task]:
-    """These tasks re-read until all have finished or `wait_s` has passed. A task deleted
-    meanwhile keeps its last state."""
+async def wait_for_tasks(services: Services, owner_id: uuid.UUID, waited: list[Task], wait_s: float) -> list[Task | None]:
+    """These tasks re-read until all have finished (or were deleted: None) or `wait_s` has passed."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
-    current = {task.id: task for task in waited}
+    current: dict[uuid.UUID, Task | None] = {task.id: task for task in waited}
     with services.finished.watch(list(current)) as woken:
         while True:
-            unfinished = [task_id for task_id, task in current.items() if not finished(task)]
+            unfinished = [task_id for task_id, task in current.items() if task is not None and not finished(task)]
             remaining = deadline - loop.time()
             if not unfinished or remaining <= 0:
                 return [current[task.id] for task in waited]
             await wait_until(woken, remaining)
             async with services.sessions() as session:
-                current.update(await tasks.get_many_owned(session, unfinished, owner_id))
+                found = await tasks.get_many_owned(session, unfinished, owner_id)
+            current.update({task_id: found.get(task_id) for task_id in unfinished})
 
 
 async def with_results(services: Services, found: list[Task]) -> list[TaskWithResult]:

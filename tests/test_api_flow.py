@@ -133,7 +133,7 @@ async def test_openapi_describes_every_route_and_its_errors(client: httpx.AsyncC
     expected = {
         ("POST", f"{API}/auth/token"): {"200", "401", "429"},
         ("POST", f"{API}/tasks"): {"200", "202", "401", "413", "415", "422", "429", "503"},
-        ("POST", f"{API}/tasks/batch"): {"200", "202", "401", "413", "422", "503"},
+        ("POST", f"{API}/batches"): {"200", "202", "401", "413", "422", "503"},
         ("GET", f"{API}/tasks"): {"200", "401", "422"},
         ("GET", f"{API}/tasks/{{task_id}}"): {"200", "401", "404"},
         ("GET", f"{API}/tasks/{{task_id}}/input"): {"200", "404"},

@@ -124,13 +124,14 @@ def database_url() -> str:
 
 
 def _deploy(database_url: str, data_dir: Path) -> str:
-    """The application of `serve_app.app.build_app`, with placement options: the ingress and the
-    classifier on the head, two detector replicas on one slot each."""
+    """The application of `serve_app.app.build_app`, with placement options: the ingress, the
+    dispatcher and the classifier on the head, two detector replicas on one slot each."""
     from ray import serve
 
     from deployments.classifier import Classifier
     from deployments.detector import Detector
     from serve_app.app import AppArgs
+    from serve_app.dispatcher_deployment import DispatcherDeployment
     from serve_app.ingress import Ingress
 
     args = AppArgs(database_url=database_url, data_dir=data_dir)
@@ -141,7 +142,9 @@ def _deploy(database_url: str, data_dir: Path) -> str:
     classifier = Classifier.options(ray_actor_options={"num_cpus": 0.3, "resources": on_head}).bind(
         str(args.classifier_weights), args.model_threads, args.model_niceness
     )
-    app = Ingress.options(ray_actor_options={"num_cpus": 0.2, "resources": on_head}).bind(args.settings(), detector, classifier)
+    settings = args.settings()
+    dispatcher = DispatcherDeployment.options(ray_actor_options={"num_cpus": 0.1, "resources": on_head}).bind(settings, detector, classifier)
+    app = Ingress.options(ray_actor_options={"num_cpus": 0.2, "resources": on_head}).bind(settings, detector, classifier, dispatcher)
     port = _free_port()
     # One proxy, on the head: this test is about the model replicas (the script covers a proxy per node).
     serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})

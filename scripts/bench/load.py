@@ -199,13 +199,20 @@ async def drive_naive(url: str, clients: int, images: list[bytes], *, timeout_s:
     )
 
 
-async def drive_waiting(url: str, tokens: list[str], images: list[bytes], *, batch: int = 1, wait_s: float = 60, timeout_s: float = 900) -> LoadResult:
+async def drive_waiting(
+    url: str, tokens: list[str], images: list[bytes], *, batch: int = 1, wait_s: float = 60, timeout_s: float = 900, probes: int = 0
+) -> LoadResult:
     """Each client (one user each) sends its share of `images`, `batch` at a time, and waits for
     their results before sending the next: one image per `POST /tasks`, or `batch` images per
-    `POST /tasks/batch`, each with `Prefer: wait` so that one request brings the results back
+    `POST /batches`, each with `Prefer: wait` so that one request brings the results back
     (a task still unfinished when the wait runs out is followed with `GET …?wait=`). Images/s =
-    results received over the clients' own wall time, as for the naive peer."""
+    results received over the clients' own wall time, as for the naive peer.
+
+    With `probes`, once the load has run 3 s, one more client submits `probes` images at 10 per
+    second without waiting: how long accepting an upload takes while the models are saturated."""
     latencies: list[float] = []
+    probe_ms: list[float] = []
+    probe_ended = [0.0]
     failures: Counter[str] = Counter()
     finished: list[dict] = []
     prefer = {"Prefer": f"wait={wait_s:g}"}
@@ -226,15 +233,37 @@ async def drive_waiting(url: str, tokens: list[str], images: list[bytes], *, bat
                     continue
                 latencies.append((time.perf_counter() - started) * 1000)
 
+    async def probe() -> None:
+        await asyncio.sleep(3)
+        async with httpx.AsyncClient(base_url=url, timeout=60, headers={"Authorization": tokens[0]}) as http:
+            for image in images[:probes]:
+                sent = time.perf_counter()
+                response = await http.post(f"{API}/tasks", files={"image": ("image.jpg", image, "image/jpeg")})
+                if response.status_code == 202:
+                    probe_ms.append((time.perf_counter() - sent) * 1000)
+                else:
+                    failures[f"probe: HTTP {response.status_code}"] += 1
+                await asyncio.sleep(max(0.0, 0.1 - (time.perf_counter() - sent)))
+        probe_ended[0] = time.perf_counter()
+
+    load_ended = [0.0]
+
+    async def load() -> None:
+        await asyncio.gather(*(client(token, images[i :: len(tokens)]) for i, token in enumerate(tokens)))
+        load_ended[0] = time.perf_counter()
+
     started = time.perf_counter()
-    await asyncio.gather(*(client(token, images[i :: len(tokens)]) for i, token in enumerate(tokens)))
-    wall = time.perf_counter() - started
+    await asyncio.gather(load(), *([probe()] if probes else []))
+    wall = load_ended[0] - started
     succeeded = [t for t in finished if t["status"] == "succeeded" and t.get("result")]
     failures["task failed or without result"] += len(finished) - len(succeeded)
     return LoadResult(
         images=len(images), clients=len(tokens), seconds=round(wall, 2), images_per_s=round(len(succeeded) / wall, 2),
         submit_ms=percentiles(latencies), completion_ms=percentiles(latencies), succeeded=len(succeeded),
         failed={k: v for k, v in failures.items() if v},
+        probe_submit_ms=percentiles(probe_ms),
+        # Saturated: the load was still running when the last probe was sent.
+        probe_while_saturated=bool(probes) and started + wall > probe_ended[0] > 0,
     )
 
 
@@ -246,7 +275,7 @@ async def _submit_and_wait(http: httpx.AsyncClient, group: list[bytes], prefer: 
             return []
         return [response.json()]
     files = [("images", (f"image-{i}.jpg", data, "image/jpeg")) for i, data in enumerate(group)]
-    response = await http.post(f"{API}/tasks/batch", files=files, headers=prefer)
+    response = await http.post(f"{API}/batches", files=files, headers=prefer)
     if response.status_code not in (200, 202):
         failures[f"batch submit: HTTP {response.status_code}"] += len(group)
         return []

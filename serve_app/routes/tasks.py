@@ -20,15 +20,13 @@ from db.queue import NewInput
 from db.models import Task, TaskStatus
 from serve_app.annotate import render_png
 from serve_app.deps import TASK_NOT_FOUND, CurrentUser, OwnedTask, ServicesDep, SessionDep
-from serve_app.errors import error_responses, refusal
+from serve_app.errors import error_responses
 from serve_app.metrics import task_metrics
 from serve_app.results import task_result
 from serve_app.routes import API_PREFIX
-from serve_app.routes.uploads import IMAGE_PART_OPENAPI, ImageField, ImagesField, read_upload
+from serve_app.routes.uploads import IMAGE_PART_OPENAPI, ImageField, read_upload
 from serve_app.task_log import TaskLog
 from serve_app.schemas import (
-    BatchItem,
-    BatchSubmitted,
     NotFinishedBody,
     TaskList,
     TaskPublic,
@@ -38,12 +36,10 @@ from serve_app.schemas import (
     WebhookStatus,
 )
 from serve_app.services import Services
-from serve_app.uploads import ALLOWED_FORMATS, UploadRejected
 from serve_app.waiting import MAX_WAIT_S, finished, prefer_wait, wait_for_tasks, with_results
 from serve_app.webhooks import MAX_URL_LENGTH, CallbackRefused, check_callback_url
 
 router = APIRouter(prefix="/tasks", tags=["tasks"])
-BATCH_PATH = "/tasks/batch"  # under the API prefix; the body-size limit names it too
 
 IdempotencyKey = Annotated[
     str | None,
@@ -76,10 +72,6 @@ WaitQuery = Annotated[
     float | None,
     Query(ge=0, le=MAX_WAIT_S, description="Answer once the task has finished or after this many seconds (at most 60), whichever is first."),
 ]
-
-
-def finished_status(value: str) -> bool:
-    return TaskStatus(value).finished
 
 
 def task_location(task_id: uuid.UUID) -> str:
@@ -141,17 +133,17 @@ async def create_task(
     `Idempotent-Replayed: true`).
     """
     owner_id = user.id  # read now: a rolled-back race below expires the session's objects
-    _check_callback(callback_url, services)
+    check_callback(callback_url, services)
     upload = await read_upload(image, services.settings.limits)
-    task, created = await _enqueue(services, session, owner_id, upload, idempotency_key, callback_url)
+    task, created = await enqueue_upload(services, session, owner_id, upload, idempotency_key, callback_url)
     if not created:
         response.headers["Idempotent-Replayed"] = "true"
     response.headers["Location"] = API_PREFIX + task_location(task.id)
-    [answer] = await _answer(services, owner_id, [task], prefer, response)
+    [answer] = await answer_submit(services, owner_id, [task], prefer, response)
     return answer
 
 
-def _check_callback(callback_url: str | None, services: Services) -> None:
+def check_callback(callback_url: str | None, services: Services) -> None:
     if callback_url is not None:
         try:
             check_callback_url(callback_url, services.settings.webhooks.allowed_hosts())
@@ -159,7 +151,7 @@ def _check_callback(callback_url: str | None, services: Services) -> None:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=str(exc)) from None
 
 
-async def _enqueue(
+async def enqueue_upload(
     services: Services, session: AsyncSession, owner_id: uuid.UUID, upload: NewInput, idempotency_key: str | None, callback_url: str | None
 ) -> tuple[Task, bool]:
     settings = services.settings
@@ -179,73 +171,18 @@ async def _enqueue(
     return task, created
 
 
-async def _answer(services: Services, owner_id: uuid.UUID, found: list[Task], prefer: str | None, response: Response) -> list[TaskWithResult]:
+async def answer_submit(services: Services, owner_id: uuid.UUID, found: list[Task], prefer: str | None, response: Response) -> list[TaskWithResult]:
     """The tasks as a submit answers them: after waiting, when the client prefers to; 200 once
     all have finished, else 202."""
     wait_s = prefer_wait(prefer)
     if wait_s is not None:
         response.headers["Preference-Applied"] = f"wait={wait_s:g}"
-        found = await wait_for_tasks(services, owner_id, found, wait_s)
+        # A task deleted while the request waited is answered as it last was.
+        waited = await wait_for_tasks(services, owner_id, found, wait_s)
+        found = [now or before for now, before in zip(waited, found)]
     if found and all(finished(task) for task in found):
         response.status_code = status.HTTP_200_OK
     return await with_results(services, found) if wait_s is not None else [TaskWithResult.model_validate(t) for t in found]
-
-
-@router.post(
-    BATCH_PATH.removeprefix(router.prefix),
-    status_code=status.HTTP_202_ACCEPTED,
-    response_model=BatchSubmitted,
-    responses={
-        200: {"model": BatchSubmitted, "description": "Every accepted task finished while the request waited (`Prefer: wait`)."},
-        **error_responses(400, 401, 413, 422, 503),
-    },
-    openapi_extra={"requestBody": {"content": {"multipart/form-data": {"encoding": {"images": {"contentType": ", ".join(ALLOWED_FORMATS.values())}}}}}},
-)
-async def create_tasks(
-    images: ImagesField, user: CurrentUser, services: ServicesDep, response: Response,
-    idempotency_key: IdempotencyKey = None,
-    callback_url: CallbackUrl = None,
-    prefer: PreferHeader = None,
-) -> BatchSubmitted:
-    """Submit several images in one request: one task per image, as if each had been sent to
-    `POST /tasks` on its own, in order.
-
-    Each image is checked on its own: one that is refused (too large, not an image, corrupt,
-    your queue full) refuses only itself, and its item carries the status code and reason a
-    single submit would have answered. The answer is 202 when the request was read (even if
-    every image was refused: see `refused`). With an `Idempotency-Key` K, image i is submitted
-    with the key `K:i`, so repeating the request returns the same tasks. `callback_url` and
-    `Prefer: wait=S` apply to every task (the answer is 200 when all accepted tasks have finished).
-    """
-    owner_id = user.id  # read now: a rolled-back race below expires the session's objects
-    limits = services.settings.limits
-    if len(images) > limits.max_batch_images:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            detail=f"A batch may have at most {limits.max_batch_images} images; this one has {len(images)}. Send fewer per request.",
-        )
-    _check_callback(callback_url, services)
-    items: list[BatchItem] = []
-    accepted: list[tuple[int, Task]] = []
-    for index, image in enumerate(images):
-        key = f"{idempotency_key}:{index}" if idempotency_key is not None else None
-        try:
-            upload = await read_upload(image, limits)
-            async with services.sessions() as own:  # its own session: one image's rollback expires no other's task
-                task, _ = await _enqueue(services, own, owner_id, upload, key, callback_url)
-        except (UploadRejected, queue.QueueFull, queue.IdempotencyConflict) as exc:
-            status_code, detail = refusal(exc) or (status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc))
-            items.append(BatchItem(index=index, filename=image.filename, status_code=status_code, detail=detail))
-            continue
-        accepted.append((len(items), task))
-        items.append(BatchItem(index=index, filename=image.filename, status_code=status.HTTP_202_ACCEPTED))
-    answered = await _answer(services, owner_id, [task for _, task in accepted], prefer, response)
-    for (position, _), task in zip(accepted, answered):
-        code = status.HTTP_200_OK if finished_status(task.status) else status.HTTP_202_ACCEPTED
-        items[position] = items[position].model_copy(update={"task": task, "status_code": code})
-    if not accepted:
-        response.status_code = status.HTTP_202_ACCEPTED
-    return BatchSubmitted(items=items, accepted=len(accepted), refused=len(items) - len(accepted))
 
 
 def _encode_cursor(key: tasks.PageKey) -> str:
@@ -299,8 +236,11 @@ async def get_task(task: OwnedTask, user: CurrentUser, services: ServicesDep, se
     finished (then with its `result`, if it succeeded) or after S seconds: a long poll."""
     if wait is None:
         return TaskWithResult.model_validate(task)
+    owner_id = user.id
     await session.commit()  # end the read's transaction: waiting holds no connection
-    [found] = await wait_for_tasks(services, user.id, [task], wait)
+    [found] = await wait_for_tasks(services, owner_id, [task], wait)
+    if found is None:  # deleted while the request waited
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=TASK_NOT_FOUND)
     [answer] = await with_results(services, [found])
     return answer
 

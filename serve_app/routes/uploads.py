@@ -12,7 +12,31 @@ from serve_app.settings import LimitsSettings
 from serve_app.uploads import ALLOWED_FORMATS, ALLOWED_NAMES, validate_image
 
 ImageField = Annotated[UploadFile, File(description=f"A {ALLOWED_NAMES} image.")]
-ImagesField = Annotated[list[UploadFile], File(description=f"{ALLOWED_NAMES} images, one part each, all named `images`.")]
+# Parts are read as files whether or not they name a filename (RFC 7578 only asks that they
+# should): Starlette hands a nameless part over as text, which is refused for that image alone
+# (see `read_batch_part`), so the field takes both.
+ImagesField = Annotated[list[UploadFile | str], File(description=f"{ALLOWED_NAMES} images, one part each, all named `images`.")]
+IMAGES_PART_OPENAPI = {
+    "requestBody": {
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["images"],
+                    "properties": {
+                        "images": {
+                            "type": "array",
+                            "items": {"type": "string", "format": "binary"},
+                            "description": f"{ALLOWED_NAMES} images, one file part each, all named `images`.",
+                        },
+                        "callback_url": {"type": "string", "format": "uri", "maxLength": 2048},
+                    },
+                },
+                "encoding": {"images": {"contentType": ", ".join(ALLOWED_FORMATS.values())}},
+            }
+        }
+    }
+}
 
 # OpenAPI of an upload route: the media types the `image` part may carry. Only documentation:
 # the format is sniffed from the bytes, the part's own Content-Type is not trusted.
@@ -21,6 +45,13 @@ IMAGE_PART_OPENAPI = {
         "content": {"multipart/form-data": {"encoding": {"image": {"contentType": ", ".join(ALLOWED_FORMATS.values())}}}}
     }
 }
+
+
+def part_problem(part: UploadFile | str) -> str | None:
+    """Why a batch part cannot be an image, before reading it: a part without a filename."""
+    if isinstance(part, str):
+        return "This part has no filename, so it was read as text: send each image as a file part (with a filename)."
+    return None
 
 
 async def read_upload(image: UploadFile, limits: LimitsSettings) -> NewInput:

@@ -65,7 +65,9 @@ def test_every_log_line_about_a_task_names_the_task_and_its_user(http: httpx.Cli
     logs = Path(ray._private.worker.global_worker.node.get_logs_dir_path()) / "serve"
     deadline = time.monotonic() + 20
     while True:  # log files are flushed by the replicas, shortly
-        lines = [line for path in logs.glob("replica_*Ingress*.log") for line in path.read_text().splitlines() if task_id in line]
+        # Accepted by the Ingress, started and finished by the Dispatcher.
+        paths = [*logs.glob("replica_*Ingress*.log"), *logs.glob("replica_*Dispatcher*.log")]
+        lines = [line for path in paths for line in path.read_text().splitlines() if task_id in line]
         if len(lines) >= 3 or time.monotonic() > deadline:
             break
         time.sleep(0.5)
