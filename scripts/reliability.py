@@ -5,7 +5,7 @@
 Phases, each with its own clients (one user each; every submit has an Idempotency-Key and is
 retried after errors, as a careful client would):
   load      2,000 tasks from 64 clients: all succeed, none lost or doubled, no 5xx
-  chaos     replicas of the detector, classifier and ingress killed at random (seeded) under load
+  chaos     replicas of the detector, classifier, dispatcher and ingress killed at random (seeded) under load
   outage    PostgreSQL stopped for ~10 s under load: 503 + Retry-After, then recovery by itself
   poison    a task whose stored image cannot be decoded: fails once with a reason, blocks nothing
   shutdown  `serve.shutdown()` under load, then a fresh start: nothing stuck in `running`
@@ -117,7 +117,7 @@ def phase_load(service: Service, tokens: list[str], images: list[bytes]) -> dict
 def phase_chaos(service: Service, tokens: list[str], images: list[bytes], seed: int, every_s: float) -> dict:
     load = in_background(drive(service.url, tokens, images))
     kills = faults.kill_replicas_until(
-        load.done, app=APP, deployments=["Detector", "Classifier", "Ingress"], rng=random.Random(seed), every_s=every_s
+        load.done, app=APP, deployments=["Detector", "Classifier", "Dispatcher", "Ingress"], rng=random.Random(seed), every_s=every_s
     )
     result = load.result()
     report = summary(result, asyncio.run(checks.integrity(service.database_url, result.accepted)))

@@ -8,6 +8,7 @@ import logging
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -118,7 +119,8 @@ def install_error_handlers(app: FastAPI, *, retry_after_s: int) -> None:
         log.warning("database unavailable: %s", type(exc).__name__)
         return _retry_later(status.HTTP_503_SERVICE_UNAVAILABLE, "The database is unavailable; try again shortly.", retry_after_s)
 
-    for error in (OperationalError, InterfaceError, ConnectionError, TimeoutError):
+    # Pool exhausted (every connection busy for `pool_timeout`): busy, not broken.
+    for error in (OperationalError, InterfaceError, ConnectionError, TimeoutError, PoolTimeout):
         app.add_exception_handler(error, _database_unavailable)
 
     @app.exception_handler(DBAPIError)

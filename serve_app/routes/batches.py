@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 
 from db import queue
 from db.models import Task, TaskStatus
-from serve_app.deps import CurrentUser, ServicesDep
+from serve_app.deps import CurrentUser, ServicesDep, SessionDep
 from serve_app.errors import error_responses, refusal
 from serve_app.routes.tasks import CallbackUrl, IdempotencyKey, PreferHeader, answer_submit, check_callback, enqueue_upload
 from serve_app.routes.uploads import IMAGES_PART_OPENAPI, ImagesField, part_problem, read_upload
@@ -32,7 +32,7 @@ BATCH_PATH = router.prefix  # under the API prefix; the body-size limit names it
     openapi_extra=IMAGES_PART_OPENAPI,
 )
 async def create_tasks(
-    images: ImagesField, user: CurrentUser, services: ServicesDep, response: Response,
+    images: ImagesField, user: CurrentUser, services: ServicesDep, session: SessionDep, response: Response,
     idempotency_key: IdempotencyKey = None,
     callback_url: CallbackUrl = None,
     prefer: PreferHeader = None,
@@ -47,7 +47,10 @@ async def create_tasks(
     with the key `K:i`, so repeating the request returns the same tasks. `callback_url` and
     `Prefer: wait=S` apply to every task (the answer is 200 when all accepted tasks have finished).
     """
-    owner_id = user.id  # read now: a rolled-back race below expires the session's objects
+    owner_id = user.id
+    # End the caller's lookup transaction: each image is stored in a session of its own, and a
+    # request that waits for its tasks must not hold a database connection meanwhile.
+    await session.commit()
     limits = services.settings.limits
     if len(images) > limits.max_batch_images:
         raise HTTPException(
