@@ -96,15 +96,7 @@ async def enqueue(
     task = Task(owner_id=owner_id, max_attempts=max_attempts, idempotency_key=idempotency_key)
     if callback_url is not None:
         task.callback_url, task.webhook_state, task.webhook_next_at = callback_url, "pending", task.created_at
-    stored = TaskInput(
-        task_id=task.id,
-        content_type=upload.content_type,
-        size_bytes=len(upload.data),
-        width=upload.width,
-        height=upload.height,
-        sha256=upload.sha256,
-        data=upload.data,
-    )
+    stored = _input_row(task.id, upload)
     try:
         session.add(task)
         await session.flush()  # the input's foreign key needs the task row first
@@ -123,6 +115,48 @@ async def enqueue(
     return task, True
 
 
+async def enqueue_many(
+    session: AsyncSession,
+    *,
+    owner_id: uuid.UUID,
+    uploads: list[NewInput],
+    max_attempts: int,
+    bounds: Bounds,
+    callback_url: str | None = None,
+) -> list[Task | QueueFull]:
+    """Store many tasks of one owner in one transaction (a batch submit without idempotency
+    keys): the bounds are counted once, and uploads beyond them get their QueueFull, in order."""
+    room_user, room_total = await _room(session, owner_id, bounds)
+    outcomes: list[Task | QueueFull] = []
+    tasks: list[Task] = []
+    for _ in uploads:
+        if len(tasks) >= room_user:
+            outcomes.append(QueueFull("user", bounds.per_user))
+        elif len(tasks) >= room_total:
+            outcomes.append(QueueFull("service", bounds.total))
+        else:
+            task = Task(owner_id=owner_id, max_attempts=max_attempts)
+            if callback_url is not None:
+                task.callback_url, task.webhook_state, task.webhook_next_at = callback_url, "pending", task.created_at
+            tasks.append(task)
+            outcomes.append(task)
+    if tasks:
+        session.add_all(tasks)
+        await session.flush()  # the inputs' foreign keys need the task rows first
+        accepted = [upload for upload, outcome in zip(uploads, outcomes) if isinstance(outcome, Task)]
+        session.add_all([_input_row(task.id, upload) for task, upload in zip(tasks, accepted)])
+        await notify_new_task(session)
+        await session.commit()
+    return outcomes
+
+
+def _input_row(task_id: uuid.UUID, upload: NewInput) -> TaskInput:
+    return TaskInput(
+        task_id=task_id, content_type=upload.content_type, size_bytes=len(upload.data),
+        width=upload.width, height=upload.height, sha256=upload.sha256, data=upload.data,
+    )
+
+
 async def _find_by_idempotency_key(session: AsyncSession, owner_id: uuid.UUID, key: str, sha256: str) -> Task | None:
     row = (
         await session.execute(
@@ -139,16 +173,22 @@ async def _find_by_idempotency_key(session: AsyncSession, owner_id: uuid.UUID, k
     return task
 
 
-async def _check_bounds(session: AsyncSession, owner_id: uuid.UUID, bounds: Bounds) -> None:
-    """Both bounds in one round trip: the owner's unfinished tasks and everyone's."""
+async def _room(session: AsyncSession, owner_id: uuid.UUID, bounds: Bounds) -> tuple[int, int]:
+    """How many more unfinished tasks the owner, and the whole service, may have: both in one
+    round trip."""
     mine, everyone = (
         await session.execute(
             select(func.count().filter(Task.owner_id == owner_id), func.count()).where(Task.status.in_(UNFINISHED))
         )
     ).one()
-    if mine >= bounds.per_user:
+    return bounds.per_user - mine, bounds.total - everyone
+
+
+async def _check_bounds(session: AsyncSession, owner_id: uuid.UUID, bounds: Bounds) -> None:
+    room_user, room_total = await _room(session, owner_id, bounds)
+    if room_user <= 0:
         raise QueueFull("user", bounds.per_user)
-    if everyone >= bounds.total:
+    if room_total <= 0:
         raise QueueFull("service", bounds.total)
 
 

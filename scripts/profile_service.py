@@ -84,7 +84,7 @@ def _short(frame: str) -> str:
 
 
 def main() -> None:
-    from scripts.benchmark import ADMIN_PASSWORD, USER_PASSWORD, make_images, serve_config, start_service
+    from scripts.benchmark import ADMIN_PASSWORD, USER_PASSWORD, make_images, serve_config, start_service, throughput_env
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--label", required=True)
@@ -97,13 +97,15 @@ def main() -> None:
     )
     parser.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/primscene_bench")
     parser.add_argument("--port", type=int, default=8010)
+    parser.add_argument("--throughput-mode", action="store_true", help="Ray Serve's throughput mode with direct ingress, as benchmarked")
     args = parser.parse_args()
     images = make_images(args.images)
     url = f"http://127.0.0.1:{args.port}"
     with tempfile.TemporaryDirectory(prefix="primscene-profile-") as tmp:
         work = Path(tmp)
-        config = serve_config(work / "profile.yaml", args.port, runtime=None, batching=True)
-        with start_service("profile", config, args.database_url, work) as server:
+        config = serve_config(work / "profile.yaml", args.port + 100 if args.throughput_mode else args.port, runtime=None, batching=True)
+        env = throughput_env(args.port) if args.throughput_mode else {}
+        with start_service("profile", config, args.database_url, work, env, ready_url=url) as server:
             tokens = asyncio.run(load.create_users(url, ADMIN_PASSWORD, args.clients, USER_PASSWORD))
             drive = load.drive_waiting if args.load == "single" else load.drive_service
             asyncio.run(drive(url, tokens, images[: 2 * args.clients]))  # warm-up

@@ -165,24 +165,31 @@ async def enqueue_upload(
         callback_url=callback_url,
     )
     if created:
-        services.wake_dispatcher()
-        task_metrics().created.inc()
-        TaskLog(task.id, owner_id).info("accepted (%d bytes, %dx%d)", len(upload.data), upload.width, upload.height)
+        record_accepted(services, task, owner_id, upload)
     return task, created
 
 
+def record_accepted(services: Services, task: Task, owner_id: uuid.UUID, upload: NewInput) -> None:
+    """What follows a stored task: the local dispatcher woken, the metric, the log line."""
+    services.wake_dispatcher()
+    task_metrics().created.inc()
+    TaskLog(task.id, owner_id).info("accepted (%d bytes, %dx%d)", len(upload.data), upload.width, upload.height)
+
+
 async def answer_submit(services: Services, owner_id: uuid.UUID, found: list[Task], prefer: str | None, response: Response) -> list[TaskWithResult]:
-    """The tasks as a submit answers them: after waiting, when the client prefers to; 200 once
-    all have finished, else 202."""
+    """The tasks as a submit answers them: at once (202), or, when the client prefers to wait,
+    after waiting (200 once all have finished, with their results; else 202)."""
     wait_s = prefer_wait(prefer)
     if wait_s is not None:
         response.headers["Preference-Applied"] = f"wait={wait_s:g}"
         # A task deleted while the request waited is answered as it last was.
         waited = await wait_for_tasks(services, owner_id, found, wait_s)
         found = [now or before for now, before in zip(waited, found)]
+    if wait_s is None:
+        return [TaskWithResult.model_validate(t) for t in found]
     if found and all(finished(task) for task in found):
         response.status_code = status.HTTP_200_OK
-    return await with_results(services, found) if wait_s is not None else [TaskWithResult.model_validate(t) for t in found]
+    return await with_results(services, found)
 
 
 def _encode_cursor(key: tasks.PageKey) -> str:
