@@ -109,11 +109,12 @@ def test_flood_beyond_the_queue_bound_is_refused_cleanly(service: Service, token
 
 
 def test_replicas_killed_at_random_lose_no_task(http: httpx.Client, token: dict[str, str], service: Service) -> None:
-    """Chaos, seeded: a detector, a classifier and the ingress (with its dispatcher) die while
-    work is queued and running; Serve replaces them and every task still succeeds, once."""
+    """Chaos, seeded: a detector, a classifier, the dispatcher (with the leases of its batches)
+    and the ingress die while work is queued and running; Serve replaces them and every task
+    still succeeds, once."""
     ids = _submit_many(service, token, 30)
     rng = random.Random(11)
-    victims = rng.sample(["Detector", "Classifier", "Ingress"], 3)
+    victims = rng.sample(["Detector", "Classifier", "Dispatcher", "Ingress"], 4)
     for deployment in victims:
         names = replica_names(APP, deployment)
         assert names, f"no {deployment} replica to kill"
