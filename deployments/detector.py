@@ -39,7 +39,7 @@ class Detector:
 
     def reconfigure(self, user_config: dict) -> None:
         config = DetectorUserConfig.model_validate(user_config or {})
-        self.model.thresholds(config.confidence, config.iou, config.max_detections)
+        self.model.thresholds(config.confidence, config.iou, config.max_detections, config.class_agnostic_nms)
         self._detect_batch.set_max_batch_size(config.max_batch_size)
         self._detect_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
 

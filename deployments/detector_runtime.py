@@ -27,6 +27,9 @@ class DetectorConfig:
     confidence: float = 0.25
     iou: float = 0.5  # NMS overlap above which the weaker box is dropped
     max_detections: int = 100
+    # One box per shape, whatever classes it resembles; per-class NMS let one shape come back
+    # as a pentagon and a hexagon (docs/evaluation.md measures both).
+    class_agnostic_nms: bool = True
     device: str = "cpu"  # "cuda" where a GPU is present (PyTorch runtime)
     threads: int = 1  # CPU threads for the network
 
@@ -39,7 +42,7 @@ class PrimitiveDetector:
         from ultralytics.utils.nms import non_max_suppression
 
         self.config = config
-        self.thresholds(config.confidence, config.iou, config.max_detections)
+        self.thresholds(config.confidence, config.iou, config.max_detections, config.class_agnostic_nms)
         self.meta = json.loads(config.weights.with_suffix(".json").read_text())
         self.classes: list[str] = self.meta["classes"]
         self.imgsz: int = self.meta["imgsz"]
@@ -47,9 +50,10 @@ class PrimitiveDetector:
         self._nms, self._scale_boxes = non_max_suppression, ops.scale_boxes  # imported once, not per batch
         self._network = load_backend(config.weights, config.runtime, config.threads, config.device)
 
-    def thresholds(self, confidence: float, iou: float, max_detections: int) -> None:
-        """Change the confidence and NMS thresholds (takes effect on the next batch)."""
+    def thresholds(self, confidence: float, iou: float, max_detections: int, class_agnostic_nms: bool = True) -> None:
+        """Change the confidence and NMS settings (takes effect on the next batch)."""
         self.confidence, self.iou, self.max_detections = confidence, iou, max_detections
+        self.class_agnostic_nms = class_agnostic_nms
 
     @property
     def version(self) -> str:
@@ -67,7 +71,7 @@ class PrimitiveDetector:
         batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32) / 255
         raw = self._network(batch)
         kept = self._nms(
-            raw, self.confidence, self.iou, max_det=self.max_detections, nc=len(self.classes), rotated=True,
+            raw, self.confidence, self.iou, max_det=self.max_detections, nc=len(self.classes), rotated=True, agnostic=self.class_agnostic_nms,
         )
         return [self._primitives(rows, picture.shape[:2]) for rows, picture in zip(kept, pictures)]
 

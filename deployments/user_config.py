@@ -16,6 +16,9 @@ class DetectorUserConfig(BatchingConfig):
     confidence: float = Field(0.25, gt=0, lt=1)
     iou: float = Field(0.5, gt=0, lt=1, description="NMS overlap above which the weaker box is dropped")
     max_detections: int = Field(100, ge=1, le=1000)
+    class_agnostic_nms: bool = Field(
+        True, description="NMS across classes: one shape gets one box, not one per class it resembles (docs/evaluation.md)"
+    )
 
 
 class ClassifierUserConfig(BatchingConfig):

@@ -1,5 +1,8 @@
 """Renders one labelled image: a background, a scene (or clutter), distractors, then camera-like
-damage (blur, noise, JPEG). Everything random comes from the generator passed in."""
+damage (blur, noise, JPEG). Everything random comes from the generator passed in.
+
+Data version 1 (`render`) is what models 1.0 and 1.1 learnt from; version 2 (`render_v2`) adds
+the looks of `styles` (paper, hand-drawn pens, patterned fills, marks, photos of paper)."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from scripts.datagen import scenes
+from scripts.datagen import scenes, styles
 from scripts.datagen.shapes import Shape, label_box, outline
 
 Rng = np.random.Generator
@@ -135,14 +138,7 @@ def _scatter(rng: Rng, count: int, size: tuple[int, int], taken: list[tuple[floa
 def render(rng: Rng, scene: str) -> Sample:
     """One image of `scene` ("none" for clutter), labelled."""
     size = (int(rng.choice(SIZES)), int(rng.choice(SIZES)))
-    if scene == "none":
-        parts = _scatter(rng, int(rng.integers(1, 7)), size, [], max_overlap=0.3)
-    else:
-        parts = _scene_parts(rng, scene, size)
-        if rng.random() < 0.35:  # a few unrelated shapes around the scene
-            parts += _scatter(rng, int(rng.integers(1, 3)), size, [_extent(p.shape) for p in parts], max_overlap=0.0)
-
-    parts = [p for p in parts if _big_enough(p.shape)]
+    parts = _parts(rng, scene, size)
     image = background(rng, size)
     supersample = 2 if rng.random() < 0.5 else 1
     canvas = image.resize((size[0] * supersample, size[1] * supersample)) if supersample > 1 else image
@@ -164,6 +160,47 @@ def render(rng: Rng, scene: str) -> Sample:
     objects = [Labelled(p.shape, label_box(p.shape)) for p in parts]
     encoded, extension = _encode(rng, image)
     return Sample(image=image, scene=scene, objects=objects, encoded=encoded, extension=extension)
+
+
+V1_SHARE = 0.25  # of version-2 images drawn in version 1's look, so that look is not forgotten
+
+
+def render_v2(rng: Rng, scene: str) -> Sample:
+    """One image of `scene` in one of version 2's looks (or, a quarter of the time, version 1's)."""
+    if rng.random() < V1_SHARE:
+        return render(rng, scene)
+    size = styles.size(rng)
+    parts = _parts(rng, scene, size)
+    dark = bool(rng.random() < 0.15)
+    image = styles.paper(rng, size, dark)
+    hand = styles.pen(rng, dark)
+    scale = 1 if hand.aliased or max(size) > 900 else 2
+    canvas = image.resize((size[0] * scale, size[1] * scale)) if scale > 1 else image
+    bg_mean = np.asarray(image).reshape(-1, 3).mean(axis=0)
+    drawn: list[tuple[scenes.Part, np.ndarray]] = []
+    for part in parts:
+        under = [c for p, c in drawn if _overlap(_extent(p.shape), _extent(part.shape)) > 0]
+        colour = _colour(rng, [bg_mean, *under], part.role)
+        styles.draw_shape(rng, canvas, part.shape, hand, colour, scale)
+        drawn.append((part, np.array(colour, dtype=float)))
+    if scale > 1:
+        image = canvas.resize(size, Image.LANCZOS)
+    styles.marks(rng, image, [_extent(p.shape) for p in parts], hand)
+    image, boxes = styles.photograph(rng, image, [label_box(p.shape) for p in parts])
+    encoded, extension = _encode(rng, image)
+    objects = [Labelled(p.shape, box) for p, box in zip(parts, boxes)]
+    return Sample(image=image, scene=scene, objects=objects, encoded=encoded, extension=extension)
+
+
+def _parts(rng: Rng, scene: str, size: tuple[int, int]) -> list[scenes.Part]:
+    """The scene's parts (or clutter), with a few unrelated shapes, all big enough to label."""
+    if scene == "none":
+        parts = _scatter(rng, int(rng.integers(1, 7)), size, [], max_overlap=0.3)
+    else:
+        parts = _scene_parts(rng, scene, size)
+        if rng.random() < 0.35:  # a few unrelated shapes around the scene
+            parts += _scatter(rng, int(rng.integers(1, 3)), size, [_extent(p.shape) for p in parts], max_overlap=0.0)
+    return [p for p in parts if _big_enough(p.shape)]
 
 
 def _big_enough(shape: Shape) -> bool:
