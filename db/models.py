@@ -32,10 +32,29 @@ class TaskStatus(str, Enum):
 
     @property
     def finished(self) -> bool:
-        return self in (TaskStatus.succeeded, TaskStatus.failed)
+        return self.value in FINISHED
 
 
-UNFINISHED = (TaskStatus.queued.value, TaskStatus.running.value)
+# The one definition of which statuses are final; queries use these tuples of values.
+FINISHED = (TaskStatus.succeeded.value, TaskStatus.failed.value)
+UNFINISHED = tuple(s.value for s in TaskStatus if s.value not in FINISHED)
+
+
+class WebhookState(str, Enum):
+    """How delivery of a task's webhook stands (None on a task without `callback_url`)."""
+
+    pending = "pending"  # set with the URL; due once the task has finished
+    retrying = "retrying"  # a delivery failed; due again at `webhook_next_at`
+    delivered = "delivered"
+    failed = "failed"  # every try failed
+
+
+WEBHOOK_DUE = (WebhookState.pending.value, WebhookState.retrying.value)
+
+
+def one_of(column: str, values: type[Enum]) -> str:
+    """A CHECK constraint's text: `column` holds one of the enum's values."""
+    return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
 
 def _timestamp(nullable: bool = False) -> Any:
@@ -63,7 +82,8 @@ class User(SQLModel, table=True):
 class Task(SQLModel, table=True):
     __tablename__ = "tasks"
     __table_args__ = (
-        CheckConstraint("status IN ('queued', 'running', 'succeeded', 'failed')", name="status"),
+        CheckConstraint(one_of("status", TaskStatus), name="status"),
+        CheckConstraint(f"webhook_state IS NULL OR {one_of('webhook_state', WebhookState)}", name="webhook_state"),
         UniqueConstraint("owner_id", "idempotency_key"),
         Index("ix_tasks_status_run_after", "status", "run_after"),
         Index("ix_tasks_owner_id_created_at", "owner_id", "created_at"),
@@ -85,8 +105,8 @@ class Task(SQLModel, table=True):
     created_at: datetime = _timestamp()
     started_at: datetime | None = _timestamp(nullable=True)
     finished_at: datetime | None = _timestamp(nullable=True)
-    # Webhook: where to POST the outcome once the task has finished, and how delivery stands:
-    # `pending` (set with the URL), `retrying`, `delivered` or `failed`; None without a URL.
+    # Webhook: where to POST the outcome once the task has finished, and how delivery stands
+    # (a WebhookState value; None without a URL).
     callback_url: str | None = Field(default=None, sa_column=Column(Text))
     webhook_state: str | None = Field(default=None, sa_column=Column(String(16)))
     webhook_next_at: datetime | None = _timestamp(nullable=True)

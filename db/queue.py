@@ -18,7 +18,7 @@ from sqlalchemy import and_, case, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import UNFINISHED, Primitive, SceneResult, Task, TaskInput, TaskStatus
+from db.models import UNFINISHED, Primitive, SceneResult, Task, TaskInput, TaskStatus, WebhookState
 from db.notify import notify_finished, notify_new_task
 from db.types import utcnow
 
@@ -95,7 +95,7 @@ async def enqueue(
     await _check_bounds(session, owner_id, bounds)
     task = Task(owner_id=owner_id, max_attempts=max_attempts, idempotency_key=idempotency_key)
     if callback_url is not None:
-        task.callback_url, task.webhook_state, task.webhook_next_at = callback_url, "pending", task.created_at
+        task.callback_url, task.webhook_state, task.webhook_next_at = callback_url, WebhookState.pending.value, task.created_at
     stored = _input_row(task.id, upload)
     try:
         session.add(task)
@@ -137,7 +137,7 @@ async def enqueue_many(
         else:
             task = Task(owner_id=owner_id, max_attempts=max_attempts)
             if callback_url is not None:
-                task.callback_url, task.webhook_state, task.webhook_next_at = callback_url, "pending", task.created_at
+                task.callback_url, task.webhook_state, task.webhook_next_at = callback_url, WebhookState.pending.value, task.created_at
             tasks.append(task)
             outcomes.append(task)
     if tasks:

@@ -7,9 +7,7 @@ from datetime import datetime
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Task, TaskStatus
-
-FINISHED = (TaskStatus.succeeded.value, TaskStatus.failed.value)
+from db.models import FINISHED, Task
 
 
 async def delete_finished_before(session: AsyncSession, cutoff: datetime, *, batch: int = 500) -> int:

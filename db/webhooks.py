@@ -14,11 +14,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import Task, User, WebhookDelivery
-from db.retention import FINISHED
+from db.models import FINISHED, WEBHOOK_DUE, Task, User, WebhookDelivery, WebhookState
 from db.types import utcnow
-
-DUE_STATES = ("pending", "retrying")
 
 
 async def claim_due(session: AsyncSession, *, limit: int, lease: timedelta, now: datetime | None = None) -> list[Task]:
@@ -26,7 +23,7 @@ async def claim_due(session: AsyncSession, *, limit: int, lease: timedelta, now:
     now = now or utcnow()
     due = (
         select(Task.id)
-        .where(Task.webhook_state.in_(DUE_STATES), Task.webhook_next_at <= now, Task.status.in_(FINISHED))
+        .where(Task.webhook_state.in_(WEBHOOK_DUE), Task.webhook_next_at <= now, Task.status.in_(FINISHED))
         .order_by(Task.webhook_next_at)
         .limit(limit)
     )
@@ -52,9 +49,9 @@ async def record(
     number = len(await attempts(session, task_id)) + 1
     delivered = status_code is not None and 200 <= status_code < 300
     attempt = WebhookDelivery(task_id=task_id, attempt=number, status_code=status_code, error=error, delivered=delivered)
-    state = "delivered" if delivered else "retrying" if retry_at is not None else "failed"
+    state = WebhookState.delivered if delivered else WebhookState.retrying if retry_at is not None else WebhookState.failed
     result = await session.execute(
-        update(Task).where(Task.id == task_id).values(webhook_state=state, webhook_next_at=retry_at if state == "retrying" else None)
+        update(Task).where(Task.id == task_id).values(webhook_state=state.value, webhook_next_at=retry_at if state is WebhookState.retrying else None)
     )
     if result.rowcount:
         session.add(attempt)

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from db.models import TaskStatus
+from db.models import TaskStatus, WebhookState
 from deployments.contract import ModelVersions, Primitive, Scene
 
 
@@ -73,9 +73,7 @@ class TaskPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     callback_url: str | None = Field(None, description="Where the outcome is POSTed once the task has finished.")
-    webhook_state: str | None = Field(
-        None, description="`pending`, `retrying`, `delivered` or `failed`; null without a callback URL. Attempts: `GET …/webhook`."
-    )
+    webhook_state: WebhookState | None = Field(None, description="Null without a callback URL. Attempts: `GET …/webhook`.")
 
 
 class WebhookAttempt(BaseModel):
@@ -90,7 +88,7 @@ class WebhookAttempt(BaseModel):
 
 class WebhookStatus(BaseModel):
     callback_url: str | None
-    state: str | None
+    state: WebhookState | None
     next_attempt_at: datetime | None = Field(description="When the next attempt is due, while `retrying`.")
     attempts: list[WebhookAttempt]
 
@@ -132,7 +130,10 @@ class BatchItem(BaseModel):
 
     index: int = Field(description="Position of the image among the request's `images` parts, from 0.")
     filename: str | None = Field(description="The part's filename, as the client sent it (only for the client's reference).")
-    status_code: int = Field(description="What a single submit of this image would have answered: 202 (or 200 when it finished while the request waited), else the refusal's code (413, 415, 422, 429, 503, 409).")
+    status_code: int = Field(
+        description="What a single submit of this image would have answered: 202 (or 200 when it finished while the request waited), "
+        "else the refusal's code (413, 415, 422, 429, 503, 409)."
+    )
     task: TaskWithResult | None = Field(None, description="The task made for this image (or the earlier one, for a repeated Idempotency-Key).")
     detail: str | None = Field(None, description="Why this image was refused; null when it was accepted.")
 

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from asgi_lifespan import LifespanManager
-from sqlalchemy import inspect
+from sqlalchemy import insert, inspect
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import SQLModel
 
 from db import migrate
 from db.engine import create_engine
 from db.migrate import SchemaOutOfDate
+from db.models import Task, User, WebhookState
 from serve_app.api import create_app
 from tests.conftest import fresh_postgres_database, make_settings, run_outside_event_loop
 from tests.support.pipeline import BoundingBoxCatalog
@@ -60,3 +64,26 @@ async def test_app_refuses_an_unmigrated_database(empty_database: str, tmp_path:
     with pytest.raises(SchemaOutOfDate, match="db.migrate"):
         async with LifespanManager(app):
             pass
+
+
+async def _store_webhook_state(url: str, state: str) -> None:
+    engine = create_engine(url)
+    now, user = datetime.now(UTC), uuid.uuid4()
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(insert(User.__table__).values(id=user, username=f"u-{user.hex[:8]}", hashed_password="x", is_admin=False, created_at=now))
+            await connection.execute(insert(Task.__table__).values(
+                id=uuid.uuid4(), owner_id=user, status="queued", attempts=0, max_attempts=3, run_after=now, created_at=now, webhook_state=state,
+            ))
+    finally:
+        await engine.dispose()
+
+
+async def test_webhook_state_is_one_of_its_values(empty_database: str) -> None:
+    run_outside_event_loop(migrate.upgrade, empty_database)
+    for state in WebhookState:
+        await _store_webhook_state(empty_database, state.value)
+    with pytest.raises(IntegrityError):
+        await _store_webhook_state(empty_database, "delivred")
+    run_outside_event_loop(migrate.downgrade, empty_database, "0003")  # the constraint is this migration's
+    await _store_webhook_state(empty_database, "delivred")

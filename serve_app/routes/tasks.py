@@ -11,13 +11,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Header, HTTPException, Query, Response, status
 from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from db import queue, tasks, webhooks
+from db.models import Task, TaskStatus, WebhookState
 from db.queue import NewInput
-from db.models import Task, TaskStatus
 from serve_app.annotate import render_png
 from serve_app.deps import TASK_NOT_FOUND, CurrentUser, OwnedTask, ServicesDep, SessionDep
 from serve_app.errors import error_responses
@@ -25,7 +24,6 @@ from serve_app.metrics import task_metrics
 from serve_app.results import task_result
 from serve_app.routes import API_PREFIX
 from serve_app.routes.uploads import IMAGE_PART_OPENAPI, ImageField, read_upload
-from serve_app.task_log import TaskLog
 from serve_app.schemas import (
     NotFinishedBody,
     TaskList,
@@ -36,6 +34,7 @@ from serve_app.schemas import (
     WebhookStatus,
 )
 from serve_app.services import Services
+from serve_app.task_log import TaskLog
 from serve_app.waiting import MAX_WAIT_S, finished, prefer_wait, wait_for_tasks, with_results
 from serve_app.webhooks import MAX_URL_LENGTH, CallbackRefused, check_callback_url
 
@@ -331,7 +330,7 @@ async def get_task_webhook(task: OwnedTask, session: SessionDep) -> WebhookStatu
     return WebhookStatus(
         callback_url=task.callback_url,
         state=task.webhook_state,
-        next_attempt_at=task.webhook_next_at if task.webhook_state == "retrying" else None,
+        next_attempt_at=task.webhook_next_at if task.webhook_state == WebhookState.retrying.value else None,
         attempts=[WebhookAttempt.model_validate(a) for a in await webhooks.attempts(session, task.id)],
     )
 
