@@ -8,13 +8,14 @@ from pathlib import Path
 
 from ray import serve
 
-from deployments.user_config import ClassifierUserConfig
-from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
-from serve_app.metrics import BatchMetrics
 from deployments.batching import one_outcome, predict_decodable
+from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
 from deployments.contract import ImageRejected, ModelInfo, ModelPrediction, Primitive
 from deployments.cpu import share_cpu
+from deployments.health import KnownAnswer, check_picture
 from deployments.images import WARM_UP_IMAGE, ImageInput
+from deployments.metrics import BatchMetrics
+from deployments.user_config import ClassifierUserConfig
 
 
 @serve.deployment(name="Classifier", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.3})
@@ -26,6 +27,7 @@ class Classifier:
         self._batch_sizes = BatchMetrics("classifier")
         # One thread for every model call, so batches never compete for the replica's cores.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
+        self._known_answer = KnownAnswer("the classifier", lambda: self.model.predict([check_picture()], [[]])[0], lambda scene: scene.class_name)
 
     def reconfigure(self, user_config: dict) -> None:
         config = ClassifierUserConfig.model_validate(user_config or {})
@@ -68,6 +70,5 @@ class Classifier:
     def info(self) -> ModelInfo:
         return self.model.info()
 
-    def check_health(self) -> None:
-        if self.model is None:
-            raise RuntimeError("classifier model not loaded")
+    async def check_health(self) -> None:
+        await self._known_answer.check(self._model_thread)

@@ -9,14 +9,14 @@ from pathlib import Path
 import torch
 from ray import serve
 
-from deployments.user_config import DetectorUserConfig
-from serve_app.metrics import BatchMetrics
 from deployments.batching import one_outcome, predict_decodable
 from deployments.contract import ImageRejected, ModelInfo, ModelPrediction
 from deployments.cpu import share_cpu
 from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
+from deployments.health import KnownAnswer, check_picture
 from deployments.images import WARM_UP_IMAGE, ImageInput
-
+from deployments.metrics import BatchMetrics
+from deployments.user_config import DetectorUserConfig
 
 WARM_UP_BATCHES = 8  # batch sizes prepared at start: up to the dispatcher's default batch
 
@@ -36,6 +36,9 @@ class Detector:
         # Every model call runs on this one thread: a compiled OpenVINO model must not be called
         # from several threads at once, and batches queue here in arrival order.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector")
+        self._known_answer = KnownAnswer(
+            "the detector", lambda: self.model.predict([check_picture()])[0], lambda found: tuple(sorted(p.class_name for p in found))
+        )
 
     def reconfigure(self, user_config: dict) -> None:
         config = DetectorUserConfig.model_validate(user_config or {})
@@ -67,6 +70,5 @@ class Detector:
     def info(self) -> ModelInfo:
         return self.model.info()
 
-    def check_health(self) -> None:
-        if self.model is None:
-            raise RuntimeError("detector model not loaded")
+    async def check_health(self) -> None:
+        await self._known_answer.check(self._model_thread)

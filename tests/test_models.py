@@ -77,7 +77,8 @@ def test_classifier_names_unseen_scenes_from_detected_primitives(detector, class
 
 def test_wrappers_take_bytes_arrays_and_pictures_alike(detector, classifier, samples) -> None:
     s = samples[0]
-    as_bytes, as_array, as_picture = detector.predict([s.encoded, np.asarray(Image.open(io.BytesIO(s.encoded)).convert("RGB")), Image.open(io.BytesIO(s.encoded))])
+    as_bytes, as_array, as_picture = detector.predict([s.encoded, np.asarray(Image.open(io.BytesIO(s.encoded)).convert("RGB")),
+        Image.open(io.BytesIO(s.encoded))])
     assert as_bytes == as_array == as_picture
     assert detector.predict([]) == [] and classifier.predict([], []) == []
 
@@ -203,3 +204,41 @@ def test_loading_ultralytics_leaves_image_checks_alone(detector) -> None:
     assert refused.value.status_code == 422
     with pytest.raises(ImageRejected):
         to_rgb(b"definitely not an image")
+
+
+async def test_a_broken_model_makes_its_replica_unhealthy() -> None:
+    """The replicas' health checks run a picture through the model: they pass on a working one
+    and fail when the runtime raises, hangs or starts answering differently."""
+    import threading
+
+    from deployments.classifier import Classifier
+    from deployments.detector import Detector
+
+    detector = Detector.func_or_class(str(DETECTOR), "openvino_int8")
+    classifier = Classifier.func_or_class(str(CLASSIFIER))
+    assert detector._known_answer.expected, "the check picture should have shapes to find"
+    await detector.check_health()
+    await classifier.check_health()
+
+    network = detector.model._network
+
+    def raising(batch):
+        raise RuntimeError("device lost")
+
+    detector.model._network = raising
+    with pytest.raises(RuntimeError, match="the detector failed on its health-check picture"):
+        await detector.check_health()
+
+    detector.model._network = lambda batch: network(batch) * 0  # answers, but finds nothing
+    with pytest.raises(RuntimeError, match="answered its health-check picture with"):
+        await detector.check_health()
+
+    stuck = threading.Event()
+    detector.model._network = lambda batch: stuck.wait(5) or network(batch)
+    with pytest.raises(RuntimeError, match="did not answer its health-check picture within 0.5 s"):
+        await detector._known_answer.check(detector._model_thread, budget_s=0.5)
+    stuck.set()
+
+    classifier.model.predict = lambda images, primitives: (_ for _ in ()).throw(RuntimeError("weights gone"))
+    with pytest.raises(RuntimeError, match="the classifier failed"):
+        await classifier.check_health()
