@@ -9,7 +9,6 @@ from ray.serve.metrics import Counter, Gauge, Histogram
 
 # Seconds, from a fast model call to a task that waited behind a long queue.
 LATENCY_BOUNDARIES = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600]
-BATCH_BOUNDARIES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
 
 
 class TaskMetrics:
@@ -37,17 +36,6 @@ class TaskMetrics:
         self.end_to_end = Histogram(
             "primscene_task_seconds", "From accepted to the result stored, for tasks that succeeded.", LATENCY_BOUNDARIES
         )
-
-
-class BatchMetrics:
-    """What a model replica reports about the batches `@serve.batch` gave it."""
-
-    def __init__(self, model: str) -> None:
-        self._tags = {"model": model}
-        self._size = Histogram("primscene_batch_size", "Images per model call, by model.", BATCH_BOUNDARIES, tag_keys=("model",))
-
-    def observe(self, size: int) -> None:
-        self._size.observe(size, tags=self._tags)
 
 
 _task_metrics: TaskMetrics | None = None

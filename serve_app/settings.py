@@ -5,58 +5,19 @@ from __future__ import annotations
 import os
 import secrets
 from datetime import timedelta
-from enum import Enum
 from pathlib import Path
 
 from pydantic import BaseModel, Field, SecretStr, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings
 
 from db.login_throttle import ThrottlePolicy
+from db.settings import DatabaseSettings, Environment, GeneralSettings, settings_config
 
 MIN_SECRET_LENGTH = 32
-# Relative to the project, not the working directory: Ray workers may run elsewhere.
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "var"
-
-
-def _config() -> SettingsConfigDict:
-    return SettingsConfigDict(env_prefix="PRIMSCENE_", env_file=".env", extra="ignore", env_ignore_empty=True)
-
-
-class Environment(str, Enum):
-    development = "development"
-    production = "production"
-
-
-class GeneralSettings(BaseSettings):
-    model_config = _config()
-
-    environment: Environment = Field(
-        Environment.development,
-        description="`development` allows generated secrets; anything else requires real ones.",
-    )
-    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where the embedded database and generated secrets live.")
-
-
-class DatabaseSettings(BaseSettings):
-    model_config = _config()
-
-    # Secret: a PostgreSQL URL carries the password, and must never be printed with the settings.
-    database_url: SecretStr | None = Field(
-        None,
-        description="SQLAlchemy async URL. Unset: SQLite file in the data dir. PostgreSQL: `postgresql+asyncpg://…`.",
-    )
-    db_pool_size: int = Field(10, ge=1, description="Connections kept open per process (PostgreSQL).")
-    db_max_overflow: int = Field(10, ge=0, description="Extra connections allowed under load (PostgreSQL).")
-    db_echo: bool = Field(False, description="Log every SQL statement.")
-
-    def url_or_default(self, data_dir: Path) -> str:
-        if self.database_url is not None:
-            return self.database_url.get_secret_value()
-        return f"sqlite+aiosqlite:///{data_dir / 'primscene.db'}"
 
 
 class AuthSettings(BaseSettings):
-    model_config = _config()
+    model_config = settings_config()
 
     jwt_secret: SecretStr | None = Field(
         None,
@@ -84,7 +45,7 @@ class AuthSettings(BaseSettings):
 
 
 class LimitsSettings(BaseSettings):
-    model_config = _config()
+    model_config = settings_config()
 
     max_upload_bytes: int = Field(10 * 1024 * 1024, ge=1024, description="Largest accepted upload (413 above).")
     max_image_pixels: int = Field(40_000_000, ge=1, description="Largest accepted width × height (413 above).")
@@ -98,7 +59,7 @@ class LimitsSettings(BaseSettings):
 
 
 class QueueSettings(BaseSettings):
-    model_config = _config()
+    model_config = settings_config()
 
     lease_s: float = Field(30.0, gt=0, description="How long a claimed task stays leased without a heartbeat.")
     heartbeat_s: float = Field(10.0, gt=0, description="How often a running task's lease is extended.")
@@ -120,7 +81,7 @@ class QueueSettings(BaseSettings):
 
 
 class RetentionSettings(BaseSettings):
-    model_config = _config()
+    model_config = settings_config()
 
     retention_days: int | None = Field(
         None, ge=1, description="Delete finished tasks (image and results too) this many days after they finished. Unset: keep them."
@@ -131,7 +92,7 @@ class RetentionSettings(BaseSettings):
 
 
 class WebhookSettings(BaseSettings):
-    model_config = _config()
+    model_config = settings_config()
 
     webhook_allowed_hosts: str = Field(
         "", description="Comma-separated `host` or `host:port` that callback URLs may point to. Empty: webhooks are off."

@@ -10,6 +10,7 @@ from sqlmodel import SQLModel
 
 import db.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 from db.engine import create_engine, is_sqlite
+from db.settings import configured_database_url
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -19,9 +20,7 @@ def _url() -> str:
     url = config.attributes.get("url") or config.get_main_option("sqlalchemy.url")
     if url:
         return url
-    from serve_app.settings import Settings
-
-    return Settings().database_url
+    return configured_database_url()
 
 
 def _configure(**kwargs: object) -> None:
