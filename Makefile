@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 
 URL := http://127.0.0.1:8000
 
-.PHONY: install run test postgres chromium migrate
+.PHONY: install run test lint postgres chromium migrate
 
 $(STAMP): pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ run: migrate
 	@$(VENV)/bin/python -m serve_app.bootstrap
 	@echo "Primscene starts on $(URL) (API docs: $(URL)/docs), and without Serve's proxy hop on $(FAST_URL); Ctrl-C stops it."
 	RAY_USAGE_STATS_ENABLED=0 $(THROUGHPUT_MODE) $(VENV)/bin/serve run configs/local.yaml
+
+# Lint and import order (ruff), types (mypy): settings in pyproject.toml; CI runs this first.
+lint: install
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test: install postgres chromium
 	$(VENV)/bin/pytest

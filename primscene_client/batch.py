@@ -161,7 +161,7 @@ def show(console: Console, rows: list[Submission], waited: bool) -> None:
             cells += [f"{escape(scene.class_name)} {percent(scene.confidence)}" if scene else "", str(len(row.result.primitives)) if row.result else ""]
         out.add_row(*cells)
     console.print(out)
-    show_notes(console, ((str(r.path), r.problem or (r.task.error if r.task else None)) for r in rows if r.problem or (r.task and r.task.error)))
+    show_notes(console, ((str(r.path), note) for r in rows if (note := r.problem or (r.task.error if r.task else None))))
 
 
 def summary(rows: list[Submission]) -> str | None:

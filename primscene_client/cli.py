@@ -121,7 +121,8 @@ def main_options(
 @friendly
 def login(
     username: Annotated[str, typer.Option("--username", "-u", prompt=True, help="Your user name.")],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, envvar="PRIMSCENE_PASSWORD", show_envvar=True, help="Asked for (hidden) when not given.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, envvar="PRIMSCENE_PASSWORD", show_envvar=True,
+        help="Asked for (hidden) when not given.")],
     url: Url = None,
 ) -> None:
     """Log in and keep the token (and the URL, for later commands) in your config dir."""
@@ -136,7 +137,8 @@ def login(
     path = config.save()
     out, err = render.consoles()
     minutes = max(1, round(token.expires_in / 60))
-    out.print(f"Logged in to {escape(server)} as [bold]{escape(username)}[/]; the token is valid for {minutes} min (kept in {escape(str(path))}).", soft_wrap=True)
+    out.print(f"Logged in to {escape(server)} as [bold]{escape(username)}[/]; the token is valid for {minutes} min (kept in {escape(str(path))}).",
+        soft_wrap=True)
     if os.environ.get(TOKEN_ENV):
         err.print(f"[yellow]Note:[/] ${TOKEN_ENV} is set and is used instead of the stored token.")
 
@@ -329,7 +331,8 @@ def export(
 @friendly
 def create_user(
     username: Annotated[str, typer.Argument(help="The new user's name.")],
-    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True, help="Asked for (hidden) when not given; 10–128 characters.")],
+    password: Annotated[str, typer.Option(prompt=True, hide_input=True, confirmation_prompt=True,
+        help="Asked for (hidden) when not given; 10–128 characters.")],
     admin: Annotated[bool, typer.Option("--admin", help="Make the user an administrator.")] = False,
     url: Url = None,
 ) -> None:

@@ -10,6 +10,7 @@ the two cannot drift apart; each class only adds its own I/O.
 
 from __future__ import annotations
 
+import builtins
 import mimetypes
 import os
 import time
@@ -274,7 +275,7 @@ class Client(_Calls):
         """Remove a task with its input and result."""
         self._send(self.get_request("DELETE", f"/tasks/{task_id}", ok=(204,)))
 
-    def models(self) -> list[ModelInfo]:
+    def models(self) -> builtins.list[ModelInfo]:  # builtins: `list` here is the method
         return _MODELS.validate_json(self._send(self.get_request("GET", "/models")).content)
 
     def create_user(self, username: str, password: str, is_admin: bool = False) -> User:
@@ -372,7 +373,7 @@ class AsyncClient(_Calls):
     async def delete(self, task_id: TaskId) -> None:
         await self._send(self.get_request("DELETE", f"/tasks/{task_id}", ok=(204,)))
 
-    async def models(self) -> list[ModelInfo]:
+    async def models(self) -> builtins.list[ModelInfo]:  # builtins: `list` here is the method
         return _MODELS.validate_json((await self._send(self.get_request("GET", "/models"))).content)
 
     async def create_user(self, username: str, password: str, is_admin: bool = False) -> User:

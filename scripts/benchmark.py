@@ -37,13 +37,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a file from anywhere
 
-from db import migrate  # noqa: E402
-from db.engine import recreate_postgres_database  # noqa: E402
-from scripts.bench import load, raw  # noqa: E402
-from scripts.bench import ray_async  # noqa: E402
-from scripts.bench.processes import Server, cpu_seconds  # noqa: E402
-from scripts.bench.report import write_report  # noqa: E402
-from scripts.datagen.dataset import DEFAULT_SEED, Item, sample  # noqa: E402
+from db import migrate
+from db.engine import recreate_postgres_database
+from scripts.bench import load, raw, ray_async
+from scripts.bench.processes import Server, cpu_seconds
+from scripts.bench.report import write_report
+from scripts.datagen.dataset import DEFAULT_SEED, Item, sample
 
 ADMIN_PASSWORD = "benchmark-admin-password"
 USER_PASSWORD = "benchmark-user-password"
@@ -304,7 +303,8 @@ def main() -> None:
     local = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())["applications"][0]["args"]
     report: dict = {
         "machine": {"cpus": os.cpu_count(), "processor": _processor(), "python": platform.python_version()},
-        "settings": {"runtime": local["runtime"], "service_threads": local["model_threads"], "clients": args.clients, "images_per_wave": args.images, "waves": args.waves},
+        "settings": {"runtime": local["runtime"], "service_threads": local["model_threads"], "clients": args.clients, "images_per_wave": args.images,
+            "waves": args.waves},
     }
     images = make_images(max(args.images, args.raw_images))
     print("raw pipeline", flush=True)
@@ -329,7 +329,8 @@ def main() -> None:
     summarise(report)
     report["seconds"] = round(time.perf_counter() - started)
     write_report(report, args.out)
-    print(json.dumps({k: report[k] for k in ("e2e_images_per_s", "ratios", "submit_p99_ms_saturated", "idle_task_start_ms", "memory_mb", "lost_or_failed_tasks")}, indent=1))
+    print(json.dumps({k: report[k] for k in ("e2e_images_per_s", "ratios", "submit_p99_ms_saturated", "idle_task_start_ms", "memory_mb",
+        "lost_or_failed_tasks")}, indent=1))
 
 
 def _processor() -> str:

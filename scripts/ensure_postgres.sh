@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
-# Makes sure a PostgreSQL server answers on $PGHOST:$PGPORT and that the test database exists.
+# Makes sure a PostgreSQL server answers on $PGHOST:$PGPORT (the tests create their own databases).
 # On a machine without PostgreSQL it installs Debian's package, starts the cluster and lets
 # local TCP connections in without a password (test machines only).
 set -euo pipefail
 
 HOST=${PGHOST:-127.0.0.1}
 PORT=${PGPORT:-5432}
-DB=${PRIMSCENE_TEST_DB:-primscene_test}
 
 cluster_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1; }
 
@@ -32,7 +31,3 @@ if ! pg_isready -h "$HOST" -p "$PORT" -q 2>/dev/null; then
   pg_isready -h "$HOST" -p "$PORT"
 fi
 
-if ! psql -h "$HOST" -p "$PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
-  createdb -h "$HOST" -p "$PORT" -U postgres "$DB"
-  echo "created database $DB" >&2
-fi

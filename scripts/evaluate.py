@@ -27,14 +27,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
-from deployments import offline  # noqa: E402  (before ultralytics)
-from deployments.classifier_runtime import ClassifierConfig, SceneClassifier  # noqa: E402
-from deployments.detector_backends import RUNTIMES, weights_for  # noqa: E402
-from deployments.detector_runtime import DetectorConfig, PrimitiveDetector  # noqa: E402
-from deployments.vocabulary import PRIMITIVES, SCENES  # noqa: E402
-from scripts.datagen.dataset import DEFAULT_COUNTS, DEFAULT_SEED, read_split, write_dataset  # noqa: E402
-from scripts.foreign import render as foreign  # noqa: E402
-from scripts.scoring import Tally, Truth, corners  # noqa: E402
+from deployments import offline
+from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
+from deployments.detector_backends import RUNTIMES, weights_for
+from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
+from deployments.vocabulary import PRIMITIVES, SCENES
+from scripts.datagen.dataset import DEFAULT_COUNTS, DEFAULT_SEED, read_split, write_dataset
+from scripts.foreign import render as foreign
+from scripts.scoring import Tally, Truth, corners
 
 BATCH = 16
 FOREIGN_IMAGES = 350  # 50 per scene
@@ -55,7 +55,8 @@ def evaluate_detector(weights: Path, root: Path, runtime: str, imgsz: int) -> di
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "test.yaml"
         data.write_text(json.dumps({"path": str(root.resolve()), "train": "images/test", "val": "images/test", "names": dict(enumerate(PRIMITIVES))}))
-        metrics = model.val(data=str(data), split="val", imgsz=imgsz, batch=BATCH if runtime == "pytorch" else 1, device="cpu", plots=False, verbose=False, project=tmp, name="val")
+        metrics = model.val(data=str(data), split="val", imgsz=imgsz, batch=BATCH if runtime == "pytorch" else 1, device="cpu", plots=False,
+            verbose=False, project=tmp, name="val")
     box = metrics.box
     per_class = {PRIMITIVES[c]: {"ap50": round(float(box.ap50[i]), 4), "ap50_95": round(float(box.ap[i]), 4)} for i, c in enumerate(box.ap_class_index)}
     return {"map50": round(float(box.map50), 4), "map50_95": round(float(box.map), 4), "per_class": per_class}
@@ -172,7 +173,8 @@ def scenes_end_to_end(weights: Path, detector: PrimitiveDetector, images: list[S
 def _primitive_rows(scores: dict) -> list[str]:
     rows = []
     for mode, tally in scores.items():
-        rows.append(f"| {mode.replace('_', '-')} NMS | {tally['recall']:.3f} | {tally['precision']:.3f} | {tally['recall_any_class']:.3f} | {tally['false_positives']} |")
+        rows.append(f"| {mode.replace('_', '-')} NMS | {tally['recall']:.3f} | {tally['precision']:.3f} | "
+                    f"{tally['recall_any_class']:.3f} | {tally['false_positives']} |")
     return rows
 
 
@@ -211,7 +213,8 @@ def write_report(report: dict, out: Path) -> None:
         f"| image + detected primitives (end to end, detector on {report['end_to_end_runtime']}) | {cls['end_to_end']['accuracy']:.3f} |",
         f"| image only (same backbone, no primitives) | {cls['image_only']['accuracy']:.3f} |",
         "",
-        "Confusion matrices: [ground-truth primitives](confusion-ground-truth.png), [end to end](confusion-end-to-end.png), [image only](confusion-image-only.png).",
+        "Confusion matrices: [ground-truth primitives](confusion-ground-truth.png), [end to end](confusion-end-to-end.png), "
+        "[image only](confusion-image-only.png).",
         "",
     ]
     default_mode = report["nms_default"]
@@ -223,7 +226,8 @@ def write_report(report: dict, out: Path) -> None:
     ):
         scores = report["primitives"][name]
         lines += [
-            f"## {title}", "", about, f"A detection is right when its box has rotated IoU ≥ 0.5 with a true box of its class (detector on {report['end_to_end_runtime']}).", "",
+            f"## {title}", "", about,
+                f"A detection is right when its box has rotated IoU ≥ 0.5 with a true box of its class (detector on {report['end_to_end_runtime']}).", "",
             "| NMS | recall | precision | found with any class | false positives |", "| --- | --- | --- | --- | --- |", *_primitive_rows(scores), "",
             f"Per class, {default_mode.replace('_', '-')} NMS (the default):", "",
             "| class | objects | recall | precision |", "| --- | --- | --- | --- |", *_per_class_rows(scores[default_mode]), "",

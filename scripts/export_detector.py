@@ -16,9 +16,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
-from deployments import offline  # noqa: E402  (before ultralytics)
-from deployments.detector_backends import weights_for  # noqa: E402
-
+from deployments import offline
+from deployments.detector_backends import weights_for
 
 CALIBRATION_SHARE = 0.75  # of the validation split (300 of 400 images by default)
 

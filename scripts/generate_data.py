@@ -15,7 +15,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
-from scripts.datagen.dataset import DEFAULT_COUNTS, DEFAULT_SEED, write_dataset  # noqa: E402
+from scripts.datagen.dataset import DEFAULT_COUNTS, DEFAULT_SEED, write_dataset
 
 
 def main() -> None:

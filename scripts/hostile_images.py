@@ -26,7 +26,7 @@ from PIL import Image, ImageDraw
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
-from serve_app.settings import LimitsSettings  # noqa: E402
+from serve_app.settings import LimitsSettings
 
 ACCEPTED = 202
 # The service's default limits (tests pass the limits of the app they run).

@@ -19,8 +19,8 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
-from scripts.bench.load import API, task_start_ms  # noqa: E402
-from scripts.datagen.dataset import DEFAULT_SEED, Item, sample  # noqa: E402
+from scripts.bench.load import API, task_start_ms
+from scripts.datagen.dataset import DEFAULT_SEED, Item, sample
 
 
 def main() -> None:

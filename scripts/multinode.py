@@ -31,24 +31,24 @@ import subprocess
 import sys
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 # Read by Ray when it is imported: the clusters here use token auth (the CLI's ~/.ray/auth_token).
 os.environ.setdefault("RAY_AUTH_MODE", "token")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 
-import httpx  # noqa: E402
-import yaml  # noqa: E402
+import httpx
+import yaml
 
-from db import migrate  # noqa: E402
-from db.engine import create_engine, recreate_postgres_database, session_factory  # noqa: E402
-from scripts.chaos import checks, nodes  # noqa: E402
-from scripts.chaos.clients import Drive, create_users, drive  # noqa: E402
-from scripts.check_serve_config import check as check_serve_config  # noqa: E402
-from scripts.datagen.dataset import DEFAULT_SEED, Item, sample  # noqa: E402
-from scripts.reliability import in_background  # noqa: E402
-from serve_app.settings import QueueSettings  # noqa: E402
+from db import migrate
+from db.engine import create_engine, recreate_postgres_database, session_factory
+from scripts.chaos import checks, nodes
+from scripts.chaos.clients import Drive, create_users, drive
+from scripts.check_serve_config import check as check_serve_config
+from scripts.datagen.dataset import DEFAULT_SEED, Item, sample
+from scripts.reliability import in_background
+from serve_app.settings import QueueSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = "primscene"
@@ -238,7 +238,7 @@ def outage(cluster: Cluster, node2: nodes.LocalNode, tokens: list[str], images: 
     report["status_at_kill"] = wait_busy(a.database_url, first, done_first=a.tasks // 4)
     report["running_by_dispatcher_node_at_kill"] = running_by_node(a.database_url, cluster.dispatcher_pids())
     victims = cluster.replica_pids_on(node2)
-    wall_at_kill = datetime.now(timezone.utc)
+    wall_at_kill = datetime.now(UTC)
     killed = nodes.crash(node2)
     print(f"killed the raylet of {node2.label} (pid {node2.raylet_pid}) with {report['status_at_kill']} tasks", flush=True)
     during = in_background(drive(cluster.url, tokens[a.clients :], images[a.tasks :], timeout_s=a.drive_timeout_s))

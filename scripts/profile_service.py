@@ -26,8 +26,8 @@ import psutil
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench import load  # noqa: E402
-from scripts.bench.processes import role  # noqa: E402
+from scripts.bench import load
+from scripts.bench.processes import role
 
 BIN = Path(sys.executable).parent
 PROFILED = ("Ingress", "Dispatcher", "Detector", "Classifier", "ProxyActor")

@@ -22,9 +22,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench import load  # noqa: E402
-from scripts.benchmark import (  # noqa: E402
-    ADMIN_PASSWORD, USER_PASSWORD, _cpu, _cpu_ms_per_task, make_images, serve_config, start_service, throughput_env,
+from scripts.bench import load
+from scripts.benchmark import (
+    ADMIN_PASSWORD,
+    USER_PASSWORD,
+    _cpu,
+    _cpu_ms_per_task,
+    make_images,
+    serve_config,
+    start_service,
+    throughput_env,
 )
 
 

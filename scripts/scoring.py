@@ -13,6 +13,7 @@ import numpy as np
 
 from deployments.contract import Primitive
 from deployments.vocabulary import PRIMITIVES
+
 IOU = 0.5
 Truth = tuple[str, np.ndarray]  # a class name and the 4 corners of its box, in pixels
 

@@ -21,15 +21,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch import nn  # noqa: E402
+import torch
+from PIL import Image
+from torch import nn
 
-from deployments.contract import Primitive  # noqa: E402
-from deployments.detector_runtime import DetectorConfig, PrimitiveDetector  # noqa: E402
-from deployments.scene_model import SceneNet, encode_primitives, image_tensor  # noqa: E402
-from deployments.vocabulary import PRIMITIVES, SCENES  # noqa: E402
-from scripts.datagen.dataset import LabelledImage, read_split  # noqa: E402
+from deployments.contract import Primitive
+from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
+from deployments.scene_model import SceneNet, encode_primitives, image_tensor
+from deployments.vocabulary import PRIMITIVES, SCENES
+from scripts.datagen.dataset import LabelledImage, read_split
 
 NAME = "scene-classifier"
 DETECTED_SHARE = 0.5  # of training samples that use the detector's primitives rather than disturbed truth
@@ -41,7 +41,9 @@ def disturb(primitives: list[Primitive], rng: random.Random) -> list[Primitive]:
     for p in primitives:
         if rng.random() < 0.08:
             continue  # missed
-        jitter = lambda v: v * (1 + rng.gauss(0, 0.04))  # noqa: E731
+        def jitter(v: float) -> float:
+            return v * (1 + rng.gauss(0, 0.04))
+
         out.append(p.model_copy(update={
             "x": p.x + rng.gauss(0, 0.01), "y": p.y + rng.gauss(0, 0.01), "width": jitter(p.width),
             "height": jitter(p.height), "rotation": p.rotation + rng.gauss(0, 0.05), "confidence": rng.uniform(0.3, 1.0),
@@ -49,7 +51,8 @@ def disturb(primitives: list[Primitive], rng: random.Random) -> list[Primitive]:
     if rng.random() < 0.15:  # a spurious box
         cls = rng.randrange(len(PRIMITIVES))
         size = rng.uniform(0.05, 0.2)
-        out.append(Primitive(class_id=cls, class_name=PRIMITIVES[cls], x=rng.random(), y=rng.random(), width=size, height=size, rotation=0.0, confidence=rng.uniform(0.25, 0.6)))
+        out.append(Primitive(class_id=cls, class_name=PRIMITIVES[cls], x=rng.random(), y=rng.random(), width=size, height=size, rotation=0.0,
+            confidence=rng.uniform(0.25, 0.6)))
     return out
 
 

@@ -23,9 +23,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file from anywhere
 
-from deployments import offline  # noqa: E402  (before ultralytics)
-from deployments.vocabulary import PRIMITIVES  # noqa: E402
-from scripts.export_detector import export  # noqa: E402
+from deployments import offline
+from deployments.vocabulary import PRIMITIVES
+from scripts.export_detector import export
 
 ARCHITECTURE = "yolo11n-obb.yaml"
 NAME = "primitive-detector"
@@ -83,7 +83,8 @@ def train(data: Path, *, epochs: int, imgsz: int, batch: int, out: Path, runs: P
         "epochs": epochs + previous.get("epochs", 0),
         "train_fraction": fraction,
         "train_minutes": round(minutes + previous.get("train_minutes", 0), 1),
-        "stages": previous.get("stages", []) + [{"init": init.name if init else ARCHITECTURE, "epochs": epochs, "fraction": fraction, "lr0": lr0, "minutes": round(minutes, 1)}],
+        "stages": previous.get("stages", []) + [{"init": init.name if init else ARCHITECTURE, "epochs": epochs, "fraction": fraction, "lr0": lr0,
+            "minutes": round(minutes, 1)}],
         "data_seed": dataset.get("seed"),
         "train_images": round(fraction * len(list((data.parent / "labels" / "train").glob("*.txt")))),
     }
@@ -97,7 +98,8 @@ def _previous_training(init: Path | None) -> dict:
     if init is None or not init.with_suffix(".json").exists():
         return {}
     meta = json.loads(init.with_suffix(".json").read_text())
-    meta.setdefault("stages", [{"init": ARCHITECTURE, "epochs": meta.get("epochs", 0), "fraction": meta.get("train_fraction"), "minutes": meta.get("train_minutes")}])
+    meta.setdefault("stages", [{"init": ARCHITECTURE, "epochs": meta.get("epochs", 0), "fraction": meta.get("train_fraction"),
+        "minutes": meta.get("train_minutes")}])
     return meta
 
 

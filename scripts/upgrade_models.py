@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -36,11 +36,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from db import migrate  # noqa: E402  (after the path is set)
-from db.engine import create_engine, recreate_postgres_database, session_factory  # noqa: E402
-from scripts.chaos import checks, nodes  # noqa: E402
-from scripts.chaos.clients import API, Drive, create_users, drive, login  # noqa: E402
-from scripts.datagen.dataset import DEFAULT_SEED, Item, sample  # noqa: E402
+from db import migrate
+from db.engine import create_engine, recreate_postgres_database, session_factory
+from scripts.chaos import checks, nodes
+from scripts.chaos.clients import API, Drive, create_users, drive, login
+from scripts.datagen.dataset import DEFAULT_SEED, Item, sample
 
 SERVE = str(Path(sys.executable).with_name("serve"))
 APP = "primscene"
@@ -153,7 +153,7 @@ def main() -> None:
     migrate.upgrade(args.database_url)
     url, dashboard = f"http://127.0.0.1:{args.http_port}", f"http://127.0.0.1:{args.dashboard_port}"
     old_config, new_config = config_for(PREVIOUS, args.http_port), config_for(CURRENT, args.http_port)
-    report: dict = {"started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "tasks": args.tasks, "clients": args.clients}
+    report: dict = {"started_at": datetime.now(UTC).isoformat(timespec="seconds"), "tasks": args.tasks, "clients": args.clients}
     head = None
     try:
         head = nodes.start_head(
@@ -172,7 +172,7 @@ def main() -> None:
         while len(result.accepted) < args.tasks // 3 and load.is_alive():
             time.sleep(0.2)
         report["accepted_before_switch"] = len(result.accepted)
-        switched_at = datetime.now(timezone.utc)
+        switched_at = datetime.now(UTC)
         report["serve_deploy_new_s"] = deploy(new_config, args.temp_root / "models-1.2.0.yaml", dashboard)
         load.join()
         new = served_versions(url, admin)

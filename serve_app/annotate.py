@@ -8,7 +8,9 @@ import io
 
 from deployments import offline
 
-offline.configure_ultralytics()  # before the drawing code below imports the rest of Ultralytics
+# Ultralytics reads its settings when first imported, so the offline ones go first; hence the
+# E402 (import not at the top) on the imports below.
+offline.configure_ultralytics()
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402

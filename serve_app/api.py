@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 from fastapi import APIRouter, FastAPI
@@ -22,12 +23,12 @@ from serve_app.dispatching import running_dispatcher
 from serve_app.errors import install_error_handlers
 from serve_app.finished_feed import FinishedFeed
 from serve_app.housekeeping import Housekeeping
-from serve_app.webhooks import WebhookSender
 from serve_app.routes import API_PREFIX, auth, batches, health, task_events, tasks, users
 from serve_app.routes import models as model_routes
 from serve_app.security import TokenCodec
 from serve_app.services import Services
 from serve_app.settings import Settings
+from serve_app.webhooks import WebhookSender
 
 # The web app (plain ES modules, no build step), served at `/`.
 WEB_DIR = Path(__file__).with_name("web")
@@ -93,7 +94,7 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
     app = FastAPI(
         title="Primscene",
         summary="Finds geometric primitives in images and names the scene they form.",
-        version="0.1.0",
+        version=package_version("primscene"),
         lifespan=lifespan,
         # operationId = the handler's name ("get_task"), not FastAPI's "get_task_api_v1_tasks__task_id__get":
         # the OpenAPI links of the task routes name these ids, and generated clients get readable methods.

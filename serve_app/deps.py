@@ -12,10 +12,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from db import tasks, users
 from db.models import Task, User
+from serve_app.routes import API_PREFIX
 from serve_app.security import InvalidToken
 from serve_app.services import Services
 
-TOKEN_URL = "/api/v1/auth/token"
+TOKEN_URL = f"{API_PREFIX}/auth/token"
 TASK_NOT_FOUND = "Task not found"
 
 _bearer = OAuth2PasswordBearer(tokenUrl=TOKEN_URL)

@@ -13,8 +13,8 @@ import ray
 from ray.exceptions import ActorUnavailableError, RayActorError, RayError, RayTaskError
 from ray.serve.handle import DeploymentHandle
 
-from serve_app.metrics import task_metrics
 from deployments.contract import ImagePayload, ModelInfo, ModelPrediction, ModelVersions, PipelineResult, UnknownModel
+from serve_app.metrics import task_metrics
 
 READY_TIMEOUT_S = 5.0
 T = TypeVar("T")

@@ -10,7 +10,6 @@ import uuid
 from collections.abc import MutableMapping
 from typing import Any
 
-
 # A child of Serve's own logger: inside a replica its lines go to that replica's Serve log (at
 # Serve's level and in its encoding, `logging_config`); elsewhere they reach the root logger.
 TASK_LOGGER = logging.getLogger("ray.serve.primscene.tasks")

@@ -29,10 +29,10 @@ from PIL import Image
 from typer.testing import CliRunner, Result
 
 import primscene_client as ps
-from primscene_client.cli import app as cli_app
-from serve_app.api import create_app
 from db import users
 from db.engine import create_engine, session_factory
+from primscene_client.cli import app as cli_app
+from serve_app.api import create_app
 from serve_app.security import TokenCodec, hash_password
 from serve_app.settings import Settings
 from tests.conftest import ADMIN_PASSWORD, make_settings

@@ -18,7 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -205,7 +205,7 @@ def test_lost_node_loses_no_task_and_a_new_node_gets_the_replica_back(two_nodes:
     ids = _submit(url, token, 30, first=0)
     _eventually(lambda: run_outside_event_loop(asyncio.run, checks.status_counts(database_url)).get("running", 0) >= 1, 60, "tasks running")
     counts = run_outside_event_loop(asyncio.run, checks.status_counts(database_url))
-    removed_at = datetime.now(timezone.utc)
+    removed_at = datetime.now(UTC)
     two_nodes.cluster.remove_node(two_nodes.second, allow_graceful=False)  # as a crash: no goodbye to the GCS
 
     with httpx.Client(base_url=url, timeout=60) as http:

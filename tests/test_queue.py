@@ -10,6 +10,7 @@ import uuid
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 
 from db import queue
 from db.models import Task, TaskInput, TaskStatus
@@ -39,7 +40,7 @@ async def test_enqueue_stores_task_and_image_together(sessions) -> None:
 async def test_failed_enqueue_leaves_nothing_behind(sessions) -> None:
     data = b"orphan"
     upload = queue.NewInput(data=data, content_type="image/png", width=1, height=1, sha256=hashlib.sha256(data).hexdigest())
-    with pytest.raises(Exception):
+    with pytest.raises(IntegrityError):
         async with sessions() as session:  # no such user: the foreign key refuses the task
             await queue.enqueue(session, owner_id=uuid.uuid4(), upload=upload, max_attempts=3, bounds=BOUNDS)
     async with sessions() as session:

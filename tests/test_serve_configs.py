@@ -26,7 +26,8 @@ def _local() -> dict:
     "mutate, message",
     [
         (lambda c: c["applications"][0]["deployments"][2].update(max_concurrent_queries=3), "max_concurrent_queries"),
-        (lambda c: c["applications"][0]["deployments"][2].update(num_replicas="auto", autoscaling_config={"target_num_ongoing_requests_per_replica": 2}), "target_num_ongoing_requests_per_replica"),
+        (lambda c: c["applications"][0]["deployments"][2].update(num_replicas="auto",
+            autoscaling_config={"target_num_ongoing_requests_per_replica": 2}), "target_num_ongoing_requests_per_replica"),
         (lambda c: c["applications"][0]["deployments"][2]["ray_actor_options"].update(num_cpu=1), "num_cpu"),
         (lambda c: c["http_options"].update(location="EveryNode"), "location"),
         (lambda c: c["applications"][0]["args"].update(runtme="onnx"), "runtme"),

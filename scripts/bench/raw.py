@@ -51,8 +51,8 @@ def measure(weights: Path, images: list[bytes], thread_counts: tuple[int, ...], 
         for runtime in RUNTIMES:
             detector = PrimitiveDetector(DetectorConfig(weights / "primitive-detector.pt", runtime=runtime, threads=threads))
 
-            def pipeline(batch: list[bytes]) -> None:
-                classifier.predict(batch, detector.predict(batch))
+            def pipeline(batch: list[bytes], detector: PrimitiveDetector = detector, classifier: SceneClassifier = classifier) -> None:
+                classifier.predict(batch, detector.predict(batch))  # this loop's models, bound now
 
             for batch in BATCH_SIZES:
                 detector_speed, _ = _images_per_s(detector.predict, images, batch, repeats)

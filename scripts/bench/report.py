@@ -10,7 +10,8 @@ from scripts.bench.raw import best
 GOALS = [
     # (label, how the figure is read from the report, goal, met?)
     ("end to end / naive peer on the same runtime (one image per request)", lambda r: r["ratios"]["e2e_over_naive_same_runtime"], "≥ 1.1", lambda v: v >= 1.1),
-    ("batch submit (8 per request) / naive peer on the same runtime", lambda r: r["ratios"]["e2e_batch_submit_over_naive_same_runtime"], "≥ 1.5", lambda v: v >= 1.5),
+    ("batch submit (8 per request) / naive peer on the same runtime", lambda r: r["ratios"]["e2e_batch_submit_over_naive_same_runtime"], "≥ 1.5",
+        lambda v: v >= 1.5),
     ("end to end / raw pipeline (same runtime)", lambda r: r["ratios"]["e2e_over_raw"], "≥ 0.70", lambda v: v >= 0.70),
     ("end to end / Ray Serve async inference (Celery on Redis)", lambda r: r["ratios"]["e2e_over_ray_async"], "≥ 1.5", lambda v: v >= 1.5),
     ("submit p99 while the models are saturated (ms)", lambda r: r["submit_p99_ms_saturated"], "≤ 100", lambda v: v is not None and v <= 100),
@@ -19,7 +20,8 @@ GOALS = [
     ("memory growth after the first 500 tasks (MB)", lambda r: r["memory_mb"]["growth_after_first_wave"], "no growth", lambda v: v <= 50),
     ("lost or failed tasks", lambda r: r["lost_or_failed_tasks"], "0", lambda v: v == 0),
     ("end to end / naive peer on PyTorch", lambda r: r["ratios"]["e2e_over_naive"], "reported", lambda v: True),
-    ("fastest detector runtime / PyTorch eager (decode, letterbox, network, NMS)", lambda r: r["ratios"]["fastest_runtime_over_pytorch"], "reported", lambda v: True),
+    ("fastest detector runtime / PyTorch eager (decode, letterbox, network, NMS)", lambda r: r["ratios"]["fastest_runtime_over_pytorch"], "reported",
+        lambda v: True),
 ]
 
 RUN_LABELS = {
@@ -81,7 +83,8 @@ def write_report(report: dict, out: Path) -> None:
             )
     for runtime, naive in report["naive"].items():
         lines.append(
-            f"| naive peer ({runtime}, synchronous `def /predict`) | {naive['images']} | {naive['images_per_s']:.1f} | {_latency(naive['completion_ms'])} | – | "
+            f"| naive peer ({runtime}, synchronous `def /predict`) | {naive['images']} | {naive['images_per_s']:.1f} | "
+            f"{_latency(naive['completion_ms'])} | – | "
             f"{sum(naive['failed'].values())} | {_cpu_total(naive['cpu_ms_per_task']):.1f} |"
         )
     peer = report["ray_async"]

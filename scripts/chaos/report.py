@@ -19,7 +19,8 @@ def _answers(answers: dict) -> str:
 
 def markdown(report: dict) -> str:
     rows = [
-        "| phase | accepted | succeeded | failed | lost | results / duplicated primitives | stuck running | 5xx to clients (of which 500) | submit answers (incl. retries) | completion p50 / p95 / p99 |",
+        "| phase | accepted | succeeded | failed | lost | results / duplicated primitives | stuck running | 5xx to clients (of which 500) "
+        "| submit answers (incl. retries) | completion p50 / p95 / p99 |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     for name in ("load", "chaos", "outage", "poison", "shutdown"):

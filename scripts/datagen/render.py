@@ -20,7 +20,8 @@ from scripts.datagen.shapes import Shape, label_box, outline
 Rng = np.random.Generator
 SIZES = (256, 320, 384, 448, 512)
 MIN_SIDE_PX = 14  # smaller parts are not worth labelling
-ROLE_HUES = {"wheel": (0.0, 0.0, 0.15), "snow": (0.6, 0.05, 0.97), "light0": (0.0, 0.9, 0.9), "light1": (0.14, 0.9, 0.95), "light2": (0.33, 0.9, 0.8), "leaf": (0.3, 0.7, 0.55), "trunk": (0.08, 0.7, 0.4)}
+ROLE_HUES = {"wheel": (0.0, 0.0, 0.15), "snow": (0.6, 0.05, 0.97), "light0": (0.0, 0.9, 0.9), "light1": (0.14, 0.9, 0.95), "light2": (0.33, 0.9, 0.8),
+    "leaf": (0.3, 0.7, 0.55), "trunk": (0.08, 0.7, 0.4)}
 
 
 @dataclass(frozen=True)

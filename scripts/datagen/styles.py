@@ -39,7 +39,8 @@ def paper(rng: Rng, canvas_size: tuple[int, int], dark: bool) -> Image.Image:
     dark board. The lines are thin and long, like the edges of thin rectangles: they are here
     so that the detector learns they are not."""
     w, h = canvas_size
-    base = np.array(_rgb(rng.random(), rng.uniform(0, 0.5), rng.uniform(0.05, 0.25)) if dark else _rgb(rng.random(), rng.uniform(0, 0.12), rng.uniform(0.85, 1)), np.float32)
+    base = np.array(_rgb(rng.random(), rng.uniform(0, 0.5), rng.uniform(0.05, 0.25)) if dark else _rgb(rng.random(), rng.uniform(0, 0.12),
+        rng.uniform(0.85, 1)), np.float32)
     pixels = np.empty((h, w, 3), np.float32)
     pixels[:] = base
     style = rng.choice(["plain", "ruled", "grid", "dotted", "gradient", "mottled"])
@@ -211,7 +212,8 @@ def photograph(rng: Rng, image: Image.Image, boxes: list[Box]) -> tuple[Image.Im
         moved = quad + rng.uniform(-0.05, 0.05, (4, 2)) * (w, h)
         forward = _perspective(quad, moved)
         # Pillow maps each output pixel back to the input: give it the inverse transform.
-        image = image.transform((w, h), Image.PERSPECTIVE, tuple(_perspective(moved, quad).ravel()[:8]), Image.BICUBIC, fillcolor=tuple(int(v) for v in np.asarray(image)[0, 0]))
+        image = image.transform((w, h), Image.PERSPECTIVE, tuple(_perspective(moved, quad).ravel()[:8]), Image.BICUBIC,
+            fillcolor=tuple(int(v) for v in np.asarray(image)[0, 0]))
         boxes = [_warped_box(box, forward) for box in boxes]
     pixels = np.asarray(image).astype(np.float32)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)

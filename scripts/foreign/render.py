@@ -213,7 +213,8 @@ def _marks(rng: Rng, canvas: np.ndarray, figures: list[Figure], pen: Pen) -> Non
             cv2.polylines(canvas, [walk.astype(np.int32)], False, pen.colour, max(1, pen.thickness // 2), cv2.LINE_AA)
         else:
             scale = size / 60
-            cv2.putText(canvas, str(rng.choice(WORDS)), start, int(rng.choice([cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX, cv2.FONT_HERSHEY_PLAIN])),
+            cv2.putText(canvas, str(rng.choice(WORDS)), start, int(rng.choice([cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
+                cv2.FONT_HERSHEY_PLAIN])),
                         max(0.4, scale), pen.colour, max(1, pen.thickness // 3), cv2.LINE_AA)
 
 

@@ -9,7 +9,7 @@ from collections import Counter
 import httpx
 from PIL import Image
 
-from tests.serve.support import API, submit, held_out_image, wait_for
+from tests.serve.support import API, held_out_image, submit, wait_for
 
 IMAGES = [0, 1, 2, 3, 4, 5, 6]  # one of each scene
 
