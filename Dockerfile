@@ -51,7 +51,7 @@ COPY --chown=1000:100 . .
 # An editable install: serve_app/app.py finds weights/ next to the package (PROJECT_ROOT), and
 # db/migrate.py its migrations, so the code runs from this folder rather than a copy in
 # site-packages. `ray[serve]==2.60.0` is already satisfied by the base image.
-RUN pip install -e . \
+RUN pip install -e ./primscene_client -e . \
     && mkdir -p "$YOLO_CONFIG_DIR" \
     && python -c "import ray; assert ray.__version__ == '2.60.0', ray.__version__" \
     && python -c "import cv2, serve_app.app" \

@@ -7,10 +7,10 @@ URL := http://127.0.0.1:8000
 
 .PHONY: install run test lint postgres chromium migrate
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml primscene_client/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --upgrade pip
-	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	$(VENV)/bin/pip install --quiet -e ./primscene_client -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -104,7 +104,7 @@ def print_json(value: object) -> None:
 def version_callback(value: bool) -> None:
     if value:
         try:
-            typer.echo(f"primscene {metadata.version('primscene')}")
+            typer.echo(f"primscene {metadata.version('primscene-client')}")
         except metadata.PackageNotFoundError:
             typer.echo("primscene (not installed)")
         raise typer.Exit()
