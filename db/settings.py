@@ -7,11 +7,19 @@ from __future__ import annotations
 from enum import Enum
 from pathlib import Path
 
+from platformdirs import user_data_path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-# Relative to the project, not the working directory: Ray workers may run elsewhere.
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[1] / "var"
+
+def _default_data_dir() -> Path:
+    """var/ of the checkout when running from one (relative to the project, not the working
+    directory: Ray workers may run elsewhere); the user's data dir for an installed package."""
+    project = Path(__file__).resolve().parents[1]
+    return project / "var" if (project / "pyproject.toml").is_file() else user_data_path("primscene")
+
+
+DEFAULT_DATA_DIR = _default_data_dir()
 
 
 def settings_config() -> SettingsConfigDict:

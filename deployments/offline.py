@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from platformdirs import user_cache_path
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+IN_CHECKOUT = (PROJECT_ROOT / "pyproject.toml").is_file()  # else installed in site-packages
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 os.environ.setdefault("YOLO_VERBOSE", "false")
-os.environ.setdefault("YOLO_CONFIG_DIR", str(PROJECT_ROOT / ".ultralytics"))
+os.environ.setdefault("YOLO_CONFIG_DIR", str(PROJECT_ROOT / ".ultralytics" if IN_CHECKOUT else user_cache_path("primscene") / "ultralytics"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
