@@ -20,6 +20,7 @@ def _default_data_dir() -> Path:
 
 
 DEFAULT_DATA_DIR = _default_data_dir()
+DEFAULT_WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"  # of the checkout
 
 
 def settings_config() -> SettingsConfigDict:
@@ -39,6 +40,9 @@ class GeneralSettings(BaseSettings):
         description="`development` allows generated secrets; anything else requires real ones.",
     )
     data_dir: Path = Field(DEFAULT_DATA_DIR, description="Where the embedded database and generated secrets live.")
+    weights_dir: Path = Field(
+        DEFAULT_WEIGHTS_DIR, description="Where the shipped models are read from. An installed package carries none: point it at a copy of weights/."
+    )
 
 
 class DatabaseSettings(BaseSettings):

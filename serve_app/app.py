@@ -6,7 +6,6 @@ for `serve build serve_app.app:app`.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -20,17 +19,7 @@ from serve_app.ingress import Ingress
 from serve_app.settings import DatabaseSettings, GeneralSettings, LimitsSettings, Settings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-
-
-def shipped_weights() -> Path:
-    """PRIMSCENE_WEIGHTS_DIR, else weights/ of the checkout. An installed package (`pip install .`)
-    carries no weights: point the variable at a copy of the repository's weights/ folder."""
-    if configured := os.environ.get("PRIMSCENE_WEIGHTS_DIR"):
-        return Path(configured)
-    return PROJECT_ROOT / "weights"
-
-
-WEIGHTS = shipped_weights()
+WEIGHTS = GeneralSettings().weights_dir  # PRIMSCENE_WEIGHTS_DIR, else weights/ of the checkout
 
 
 class AppArgs(BaseModel):
