@@ -26,7 +26,6 @@ import asyncio
 import copy
 import json
 import os
-import secrets
 import subprocess
 import sys
 import time
@@ -356,15 +355,7 @@ def main() -> None:
     args = parser.parse_args()
 
     # Exported before `ray start`: the replicas inherit them (cluster.yaml runs in production mode).
-    admin_password = secrets.token_urlsafe(18)
-    os.environ.update({
-        "PRIMSCENE_DATABASE_URL": args.database_url,
-        "PRIMSCENE_JWT_SECRET": secrets.token_urlsafe(48),
-        "PRIMSCENE_ADMIN_PASSWORD": admin_password,
-        "PRIMSCENE_DATA_DIR": str(args.temp_root / "data"),
-    })
-    if nodes.processes_of(args.temp_root, set(), args.gcs_port):
-        raise SystemExit(f"Ray processes of an earlier run still use {args.temp_root}: stop them first")
+    admin_password = nodes.export_service_environment(args.database_url, args.temp_root, args.gcs_port)
     ports = [args.gcs_port, args.dashboard_port, args.client_port, args.http_port, *range(args.agent_port, args.agent_port + 3)]
     if taken := [port for port in ports if not _port_free(port)]:
         raise SystemExit(f"ports {taken} are in use here: choose others (see --help)")

@@ -19,8 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import secrets
 import subprocess
 import sys
 import threading
@@ -39,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from db import migrate
 from db.engine import create_engine, recreate_postgres_database, session_factory
 from scripts.chaos import checks, nodes
-from scripts.chaos.clients import API, Drive, create_users, drive, login
+from scripts.chaos.clients import API, Drive, create_users, drive, login, wait_ready
 from scripts.datagen.dataset import DEFAULT_SEED, Item, sample
 
 SERVE = str(Path(sys.executable).with_name("serve"))
@@ -66,18 +64,6 @@ def deploy(config: dict, path: Path, dashboard: str) -> float:
     if done.returncode != 0:
         raise RuntimeError(f"serve deploy failed:\n{done.stdout}\n{done.stderr}")
     return round(time.perf_counter() - started, 2)
-
-
-def wait_ready(url: str, timeout_s: float = 300) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    raise TimeoutError(f"{url} not ready within {timeout_s} s")
 
 
 def served_versions(url: str, token: str) -> dict[str, str]:
@@ -138,17 +124,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "upgrade.json")
     args = parser.parse_args()
 
-    admin_password = secrets.token_urlsafe(18)
-    os.environ.update({  # before `ray start`: the replicas inherit them
-        "RAY_USAGE_STATS_ENABLED": "0",
-        "PRIMSCENE_DATABASE_URL": args.database_url,
-        "PRIMSCENE_JWT_SECRET": secrets.token_urlsafe(48),
-        "PRIMSCENE_ADMIN_PASSWORD": admin_password,
-        "PRIMSCENE_DATA_DIR": str(args.temp_root / "data"),
-    })
-    if nodes.processes_of(args.temp_root, set(), args.gcs_port):
-        raise SystemExit(f"Ray processes of an earlier run still use {args.temp_root}: stop them first")
-    (args.temp_root / "data").mkdir(parents=True, exist_ok=True)
+    admin_password = nodes.export_service_environment(args.database_url, args.temp_root, args.gcs_port)
     asyncio.run(recreate_postgres_database(args.database_url))
     migrate.upgrade(args.database_url)
     url, dashboard = f"http://127.0.0.1:{args.http_port}", f"http://127.0.0.1:{args.dashboard_port}"

@@ -26,8 +26,9 @@ import pytest
 
 from db import migrate
 from scripts.chaos import checks
+from scripts.chaos.clients import wait_ready
 from tests.conftest import ADMIN_PASSWORD, fresh_postgres_database, run_outside_event_loop
-from tests.serve.conftest import TEST_ENVIRONMENT, wait_until_ready
+from tests.serve.conftest import TEST_ENVIRONMENT
 from tests.serve.support import API, held_out_image, wait_for
 
 APP = "primscene"
@@ -150,7 +151,7 @@ def _deploy(database_url: str, data_dir: Path) -> str:
     serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
     serve.run(app, name=APP, route_prefix="/", blocking=False)
     url = f"http://127.0.0.1:{port}"
-    wait_until_ready(url)
+    wait_ready(url)
     return url
 
 

@@ -118,3 +118,17 @@ async def login(http: httpx.AsyncClient, username: str, password: str) -> str:
     response = await http.post(f"{API}/auth/token", data={"username": username, "password": password})
     response.raise_for_status()
     return f"Bearer {response.json()['access_token']}"
+
+
+def wait_ready(url: str, timeout_s: float = 180) -> None:
+    """Until the service's `/readyz` answers 200."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"{url} not ready within {timeout_s} s")
+

@@ -127,3 +127,24 @@ def stop(temp_root: Path, raylet_pids: set[int], gcs_port: int | None = None, gr
             pass
     psutil.wait_procs(alive, timeout=5)
     return len(procs)
+
+
+def export_service_environment(database_url: str, temp_root: Path, gcs_port: int) -> str:
+    """Set what the service's replicas read, before `ray start` (they inherit the environment):
+    the database, fresh secrets, a data dir under `temp_root`. Returns the admin's password.
+    Refuses to go on while Ray processes of an earlier run still use `temp_root`."""
+    import secrets
+
+    if processes_of(temp_root, set(), gcs_port):
+        raise SystemExit(f"Ray processes of an earlier run still use {temp_root}: stop them first")
+    password = secrets.token_urlsafe(18)
+    os.environ.update({
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PRIMSCENE_DATABASE_URL": database_url,
+        "PRIMSCENE_JWT_SECRET": secrets.token_urlsafe(48),
+        "PRIMSCENE_ADMIN_PASSWORD": password,
+        "PRIMSCENE_DATA_DIR": str(temp_root / "data"),
+    })
+    (temp_root / "data").mkdir(parents=True, exist_ok=True)
+    return password
+

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from db import migrate
+from scripts.chaos.clients import wait_ready
 from tests.conftest import ADMIN_PASSWORD, fresh_postgres_database, run_outside_event_loop
 
 APP = "primscene"
@@ -56,19 +57,7 @@ class Service:
         args = {"max_queued_per_user": QUEUE_BOUND, **args}
         app_args = AppArgs(database_url=self.database_url, data_dir=self.data_dir, **args)
         serve.run(build_app(app_args), name=APP, route_prefix="/", blocking=False)
-        wait_until_ready(self.url)
-
-
-def wait_until_ready(url: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=5).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"{url} not ready within {timeout_s} s")
+        wait_ready(self.url)
 
 
 @pytest.fixture(scope="package")
