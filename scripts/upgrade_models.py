@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -33,6 +34,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+# Read by Ray when it is imported: `ray start` clusters here use token auth (the CLI's ~/.ray/auth_token).
+os.environ.setdefault("RAY_AUTH_MODE", "token")
 
 from db import migrate
 from db.engine import create_engine, recreate_postgres_database, session_factory

@@ -104,7 +104,9 @@ class Tolerance:
 TOLERANCE = {
     "onnx": Tolerance(0.01, 0.01, 0.05, 0.03, share=1.0),
     "openvino": Tolerance(0.01, 0.01, 0.05, 0.03, share=0.98),
-    "openvino_int8": Tolerance(0.02, 0.03, 0.1, 0.1, share=0.95),
+    # 1.2.0: 92.8 % (1.1.0: 96.7 %). With class-agnostic NMS only the top class of a shape is kept,
+    # so a near tie (pentagon vs hexagon) that INT8 tips the other way is a stray; mAP is the same.
+    "openvino_int8": Tolerance(0.02, 0.03, 0.1, 0.1, share=0.9),
 }
 
 
