@@ -236,10 +236,10 @@ def write_page(report: dict, path: Path) -> None:
         "curl -H \"Authorization: Bearer $TOKEN\" localhost:8000/api/v1/models   # the versions now served",
         "```",
         "",
-        "Serve starts new Detector and Classifier replicas, then drains the old ones. The Ingress",
-        "and Dispatcher keep running, since their arguments did not change. Every result names the",
-        "models that made it (`GET /tasks/{id}/result` → `models`). `tests/serve/test_model_upgrade.py`",
-        "does the same switch and the rollback on the local Ray cluster of the tests.",
+        "Serve starts new replicas and then drains the old ones; in-flight batches either finish or",
+        "are retried from the queue. Every result names the models that made it",
+        "(`GET /tasks/{id}/result` → `models`). `tests/serve/test_model_upgrade.py` does the same",
+        "switch and the rollback on the local Ray cluster of the tests.",
         "",
     ]
     path.write_text("\n".join(lines))

@@ -91,7 +91,7 @@ def test_application_restart_finishes_queued_and_running_tasks(http: httpx.Clien
     assert set(_result_rows(service.database_url, ids).values()) == {1}
 
 
-def test_flood_beyond_the_queue_bound_is_refused_cleanly(service: Service, token: dict[str, str]) -> None:
+def test_flood_beyond_the_queue_bound_is_refused_cleanly(http: httpx.Client, service: Service, token: dict[str, str]) -> None:
     """Two batch submits of 32 fill the queue past its bound faster than any model finishes a
     task (each batch is one transaction), then 150 single submits flood in. What does not fit is
     refused with 429 (a batch per image, a single submit with Retry-After); nothing else fails.
@@ -123,6 +123,10 @@ def test_flood_beyond_the_queue_bound_is_refused_cleanly(service: Service, token
     assert all(f"{QUEUE_BOUND}" in item["detail"] for item in refused_items)
     assert set(codes) <= {202, 429, 503}
     assert all(int(r.headers["Retry-After"]) > 0 for r in refused)
+    # What was accepted still runs: the next tests start with room in the queue again.
+    accepted = [item["task"]["id"] for item in items if item["status_code"] == 202] + [r.json()["id"] for r in singles if r.status_code == 202]
+    finished = wait_for(http, token, accepted, timeout_s=240)
+    assert [t["status"] for t in finished.values()] == ["succeeded"] * len(accepted)
 
 
 def test_replicas_killed_at_random_lose_no_task(http: httpx.Client, token: dict[str, str], service: Service) -> None:
