@@ -125,3 +125,15 @@ async def test_a_task_deleted_while_someone_waits_for_it_ends_the_wait_with_404(
     response = await asyncio.wait_for(waiting, 10)
     assert response.status_code == 404
     assert time.perf_counter() - started < 5
+
+
+async def test_a_callback_url_sent_twice_is_refused_on_both_submits(client: httpx.AsyncClient, users: Users, sessions) -> None:
+    image = rectangle_image(size=(50, 40), box=(5, 5, 20, 20))
+    twice = {"callback_url": ["https://a.example/hook", "https://b.example/hook"]}
+    single = await client.post(f"{API}/tasks", files={"image": ("i.png", image)}, data=twice, headers=users.alice)
+    batch = await client.post(f"{API}/batches", files=_parts(image), data=twice, headers=users.alice)
+    for response in (single, batch):
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"] == "callback_url was sent 2 times: send it once."
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(Task)) == 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Response, status
 
 from db import queue
 from db.models import Task, TaskStatus
@@ -20,6 +20,7 @@ from serve_app.routes.tasks import (
     IdempotencyKey,
     PreferHeader,
     answer_submit,
+    callback_url_once,
     check_callback,
     enqueue_upload,
     record_accepted,
@@ -37,6 +38,7 @@ BATCH_PATH = router.prefix  # under the API prefix; the body-size limit names it
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Depends(callback_url_once)],
     response_model=BatchSubmitted,
     responses={
         200: {"model": BatchSubmitted, "description": "Every accepted task finished while the request waited (`Prefer: wait`)."},

@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Header, HTTPException, Query, Response, status
+from fastapi import APIRouter, Depends, Form, Header, HTTPException, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.concurrency import run_in_threadpool
@@ -60,6 +60,15 @@ CallbackUrl = Annotated[
         description="POST the outcome here once the task has finished (webhook); its host must be on the service's allow-list.",
     ),
 ]
+
+
+async def callback_url_once(request: Request) -> None:
+    """Refuse a form that names `callback_url` more than once: which one was meant is unknown
+    (the form field would otherwise silently be the last)."""
+    if (times := len((await request.form()).getlist("callback_url"))) > 1:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"callback_url was sent {times} times: send it once.")
+
+
 PreferHeader = Annotated[
     str | None,
     Header(
@@ -98,6 +107,7 @@ def _response_links(status_code: int, links: dict[str, dict[str, object]]) -> di
 @router.post(
     "",
     status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[Depends(callback_url_once)],
     response_model=TaskWithResult,
     responses={
         200: {"model": TaskWithResult, "description": "The task finished while the request waited (`Prefer: wait`)."},
