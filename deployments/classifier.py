@@ -12,7 +12,7 @@ from deployments.batching import one_outcome, predict_decodable
 from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
 from deployments.contract import ImageRejected, ModelInfo, ModelPrediction, Primitive
 from deployments.cpu import share_cpu
-from deployments.health import KnownAnswer, check_picture
+from deployments.health import CHECK_PICTURE, KnownAnswer
 from deployments.images import WARM_UP_IMAGE, ImageInput
 from deployments.metrics import BatchMetrics
 from deployments.user_config import ClassifierUserConfig
@@ -27,7 +27,7 @@ class Classifier:
         self._batch_sizes = BatchMetrics("classifier")
         # One thread for every model call, so batches never compete for the replica's cores.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="classifier")
-        self._known_answer = KnownAnswer("the classifier", lambda: self.model.predict([check_picture()], [[]])[0], lambda scene: scene.class_name)
+        self._known_answer = KnownAnswer("the classifier", lambda: self.model.predict([CHECK_PICTURE], [[]])[0], lambda scene: scene.class_name)
 
     def reconfigure(self, user_config: dict) -> None:
         config = ClassifierUserConfig.model_validate(user_config or {})

@@ -13,7 +13,7 @@ from deployments.batching import one_outcome, predict_decodable
 from deployments.contract import ImageRejected, ModelInfo, ModelPrediction
 from deployments.cpu import share_cpu
 from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
-from deployments.health import KnownAnswer, check_picture
+from deployments.health import CHECK_PICTURE, KnownAnswer
 from deployments.images import WARM_UP_IMAGE, ImageInput
 from deployments.metrics import BatchMetrics
 from deployments.user_config import DetectorUserConfig
@@ -37,7 +37,7 @@ class Detector:
         # from several threads at once, and batches queue here in arrival order.
         self._model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="detector")
         self._known_answer = KnownAnswer(
-            "the detector", lambda: self.model.predict([check_picture()])[0], lambda found: tuple(sorted(p.class_name for p in found))
+            "the detector", lambda: self.model.predict([CHECK_PICTURE])[0], lambda found: tuple(sorted(p.class_name for p in found))
         )
 
     def reconfigure(self, user_config: dict) -> None:
