@@ -47,7 +47,9 @@ FUZZ_USER = ("fuzzer", "fuzzer-password-1")
 SEED = 20240917
 
 STATELESS_MAX_EXAMPLES = 25  # fuzzing-phase examples per operation, besides examples/coverage cases
-STATEFUL_MAX_EXAMPLES = 25  # scenarios
+# Scenarios. Which links a scenario can follow depends on timing (a result ready or not), so
+# enough of them that every link gets walked however the timing goes (25 missed some in CI).
+STATEFUL_MAX_EXAMPLES = 60
 STATEFUL_STEP_COUNT = 10  # calls per scenario, at most
 
 USER_EVENT_STREAM = "user_task_events"
