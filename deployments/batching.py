@@ -29,8 +29,9 @@ def predict_decodable(
             decoded.append(to_rgb(image, at_least=at_least))
         except ImageRejected as exc:
             decoded.append(exc)
-    positions = [i for i, picture in enumerate(decoded) if not isinstance(picture, ImageRejected)]
-    results = iter(predict([decoded[i] for i in positions], positions) if positions else [])
+    pictures = [(i, picture) for i, picture in enumerate(decoded) if not isinstance(picture, ImageRejected)]
+    positions = [i for i, _ in pictures]
+    results = iter(predict([picture for _, picture in pictures], positions) if positions else [])
     return [picture if isinstance(picture, ImageRejected) else next(results) for picture in decoded]
 
 

@@ -32,8 +32,8 @@ class Classifier:
     def reconfigure(self, user_config: dict) -> None:
         config = ClassifierUserConfig.model_validate(user_config or {})
         self.model.top_k = config.top_k
-        self._classify_batch.set_max_batch_size(config.max_batch_size)
-        self._classify_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+        self._classify_batch.set_max_batch_size(config.max_batch_size)  # type: ignore[attr-defined]  # added by @serve.batch, not in its types
+        self._classify_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)  # type: ignore[attr-defined]  # likewise
 
     async def classify_many(
         self, images: list[ImageInput], primitives: list[list[Primitive] | None]
@@ -49,13 +49,12 @@ class Classifier:
 
     async def classify(self, image: ImageInput, primitives: list[Primitive]) -> ModelPrediction:
         """The scene of one image (`/models/.../predict`); concurrent calls are batched."""
-        return one_outcome(await self._classify_batch(image, primitives))
+        return one_outcome(await self._classify_batch((image, primitives)))
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.01)
-    async def _classify_batch(
-        self, images: list[ImageInput], primitives: list[list[Primitive]]
-    ) -> list[ModelPrediction | ImageRejected]:
-        return await self.classify_many(images, list(primitives))  # type: ignore[return-value]  # none are None
+    async def _classify_batch(self, requests: list[tuple[ImageInput, list[Primitive]]]) -> list[ModelPrediction | ImageRejected]:
+        primitives: list[list[Primitive] | None] = [found for _, found in requests]
+        return await self.classify_many([image for image, _ in requests], primitives)  # type: ignore[return-value]  # none are None
 
     def predict_batch(self, images: list[ImageInput], primitives: list[list[Primitive]]) -> list[ModelPrediction | ImageRejected]:
         """The plain function behind `classify` (tested without Ray)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,7 +44,7 @@ class SceneClassifier:
         return ModelInfo(name=self.meta["name"], kind="classifier", version=self.meta["version"], classes=self.classes, input_size=self.imgsz)
 
     @torch.inference_mode()
-    def probabilities(self, images: list[ImageInput], primitives: list[list[Primitive]]) -> torch.Tensor:
+    def probabilities(self, images: Sequence[ImageInput], primitives: Sequence[list[Primitive]]) -> torch.Tensor:
         pictures = [to_rgb(image, at_least=self.imgsz) for image in images]
         batch = torch.stack([image_tensor(p, self.imgsz) for p in pictures])
         encoded = [encode_primitives(prims, p.size) for p, prims in zip(pictures, primitives)]
@@ -51,7 +52,7 @@ class SceneClassifier:
         mask = torch.stack([m for _, m in encoded])
         return self._net(batch, objects, mask).softmax(dim=1)
 
-    def predict(self, images: list[ImageInput], primitives: list[list[Primitive]]) -> list[Scene]:
+    def predict(self, images: Sequence[ImageInput], primitives: Sequence[list[Primitive]]) -> list[Scene]:
         if not images:
             return []
         scenes = []

@@ -12,6 +12,7 @@ from ray import serve
 from deployments.batching import one_outcome, predict_decodable
 from deployments.contract import ImageRejected, ModelInfo, ModelPrediction
 from deployments.cpu import share_cpu
+from deployments.detector_backends import Runtime
 from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
 from deployments.health import CHECK_PICTURE, KnownAnswer
 from deployments.images import WARM_UP_IMAGE, ImageInput
@@ -23,7 +24,7 @@ WARM_UP_BATCHES = 8  # batch sizes prepared at start: up to the dispatcher's def
 
 @serve.deployment(name="Detector", max_ongoing_requests=32, ray_actor_options={"num_cpus": 0.5})
 class Detector:
-    def __init__(self, weights: str, runtime: str = "pytorch", threads: int = 1, niceness: int = 0) -> None:
+    def __init__(self, weights: str, runtime: Runtime = "pytorch", threads: int = 1, niceness: int = 0) -> None:
         share_cpu(threads, niceness)
         # Ray hides GPUs from replicas that were given none (ray_actor_options.num_gpus).
         device = "cuda" if runtime == "pytorch" and torch.cuda.is_available() else "cpu"
@@ -43,8 +44,8 @@ class Detector:
     def reconfigure(self, user_config: dict) -> None:
         config = DetectorUserConfig.model_validate(user_config or {})
         self.model.thresholds(config.confidence, config.iou, config.max_detections, config.class_agnostic_nms)
-        self._detect_batch.set_max_batch_size(config.max_batch_size)
-        self._detect_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)
+        self._detect_batch.set_max_batch_size(config.max_batch_size)  # type: ignore[attr-defined]  # added by @serve.batch, not in its types
+        self._detect_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)  # type: ignore[attr-defined]  # likewise
 
     async def detect_many(self, images: list[ImageInput]) -> list[ModelPrediction | ImageRejected]:
         """Primitives in each image of a batch the dispatcher claimed; an image that cannot be

@@ -37,11 +37,15 @@ class Backend(Protocol):
 class TorchBackend:
     def __init__(self, checkpoint: Path, threads: int, device: str = "cpu") -> None:
         from ultralytics import YOLO
+        from ultralytics.nn.tasks import BaseModel
 
         if device == "cpu":
             torch.set_num_threads(threads)
         self.device = torch.device(device)
-        self._net = YOLO(str(checkpoint), task="obb").model.fuse().eval().to(self.device)
+        net = YOLO(str(checkpoint), task="obb").model
+        if not isinstance(net, BaseModel):  # a checkpoint always holds one; the name form does not
+            raise ValueError(f"{checkpoint} holds no detector network")
+        self._net: torch.nn.Module = net.fuse().eval().to(self.device)
 
     @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> torch.Tensor:

@@ -9,6 +9,7 @@ all runtimes and lets each run with the threads its replica owns.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,12 +63,12 @@ class PrimitiveDetector:
     def info(self) -> ModelInfo:
         return ModelInfo(name=self.meta["name"], kind="detector", version=self.meta["version"], classes=self.classes, input_size=self.imgsz)
 
-    def predict(self, images: list[ImageInput]) -> list[list[Primitive]]:
+    def predict(self, images: Sequence[ImageInput]) -> list[list[Primitive]]:
         """Primitives per image, most confident first; coordinates normalised to each image."""
         if not images:
             return []
         pictures = [np.asarray(to_rgb(image)) for image in images]
-        batch = np.stack([self._letterbox(image=picture) for picture in pictures])
+        batch = np.stack([np.asarray(self._letterbox(image=picture)) for picture in pictures])
         batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32) / 255
         raw = self._network(batch)
         kept = self._nms(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Hashable
 from concurrent.futures import Executor
+from typing import Generic, TypeVar
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -29,10 +30,13 @@ def _check_picture() -> np.ndarray:
 CHECK_PICTURE = _check_picture()  # drawn once per process, not on every health check
 
 
-class KnownAnswer:
+Answer = TypeVar("Answer")
+
+
+class KnownAnswer(Generic[Answer]):
     """`run()` computes an answer; `summarise` reduces it to what must stay the same."""
 
-    def __init__(self, what: str, run: Callable[[], object], summarise: Callable[[object], Hashable]) -> None:
+    def __init__(self, what: str, run: Callable[[], Answer], summarise: Callable[[Answer], Hashable]) -> None:
         self._what, self._run, self._summarise = what, run, summarise
         self.expected = summarise(run())
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ray.serve.metrics import Histogram
 
-BATCH_BOUNDARIES = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
+BATCH_BOUNDARIES = [1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0, 24.0, 32.0]
 
 
 class BatchMetrics:

@@ -8,6 +8,7 @@ it stands and however large it is drawn.
 from __future__ import annotations
 
 import math
+from typing import cast
 
 import timm
 import torch
@@ -25,7 +26,7 @@ PAD_GREY = (114, 114, 114)
 def letterbox(image: Image.Image, size: int) -> Image.Image:
     """Fit the image into size × size without distorting it, padding with grey."""
     scale = size / max(image.size)
-    resized = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.BILINEAR)
+    resized = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))), Image.Resampling.BILINEAR)
     canvas = Image.new("RGB", (size, size), PAD_GREY)
     canvas.paste(resized, ((size - resized.width) // 2, (size - resized.height) // 2))
     return canvas
@@ -66,7 +67,7 @@ class SceneNet(nn.Module):
         super().__init__()
         self.use_primitives = use_primitives
         self.backbone = timm.create_model(backbone, pretrained=False, num_classes=0)
-        fused = self.backbone.num_features
+        fused = cast(int, self.backbone.num_features)  # timm sets an int; nn.Module types attributes as Tensor | Module
         if use_primitives:
             self.objects = nn.Sequential(nn.Linear(OBJECT_FEATURES, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU())
             fused += 2 * 64 + 1

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from ray.serve import Application
+from ray.serve.deployment import Deployment
 
 from deployments.classifier import Classifier
 from deployments.detector import Detector
@@ -44,23 +45,30 @@ class AppArgs(BaseModel):
 
     def settings(self) -> Settings:
         """Environment settings, with what the args set on top."""
-        general = GeneralSettings(**({"data_dir": self.data_dir} if self.data_dir else {}))
-        database = DatabaseSettings(**({"database_url": self.database_url} if self.database_url else {}))
+        general = GeneralSettings(data_dir=self.data_dir) if self.data_dir else GeneralSettings()
+        database = DatabaseSettings(database_url=self.database_url) if self.database_url else DatabaseSettings()
         limits = {k: v for k, v in {
             "max_upload_bytes": self.max_upload_bytes,
             "max_queued_per_user": self.max_queued_per_user,
             "max_queued_total": self.max_queued_total,
         }.items() if v is not None}
-        return Settings(general=general, database=database, limits=LimitsSettings(**limits))
+        from_environment = LimitsSettings().model_dump()
+        return Settings(general=general, database=database, limits=LimitsSettings.model_validate({**from_environment, **limits}))
 
 
 def build_app(args: dict | AppArgs | None = None) -> Application:
     args = AppArgs.model_validate(args or {})
-    detector = Detector.bind(str(args.detector_weights), args.runtime, args.model_threads, args.model_niceness)
-    classifier = Classifier.bind(str(args.classifier_weights), args.model_threads, args.model_niceness)
+    detector = deployment(Detector).bind(str(args.detector_weights), args.runtime, args.model_threads, args.model_niceness)
+    classifier = deployment(Classifier).bind(str(args.classifier_weights), args.model_threads, args.model_niceness)
     settings = args.settings()
-    dispatcher = DispatcherDeployment.bind(settings, detector, classifier)
-    return Ingress.bind(settings, detector, classifier, dispatcher)
+    dispatcher = deployment(DispatcherDeployment).bind(settings, detector, classifier)
+    return deployment(Ingress).bind(settings, detector, classifier, dispatcher)
+
+
+def deployment(decorated: object) -> Deployment:
+    """`@serve.deployment` turns a class into a Deployment; type checkers still see the class."""
+    assert isinstance(decorated, Deployment), decorated
+    return decorated
 
 
 app = build_app()

@@ -10,6 +10,7 @@ All leases it holds are extended by one statement per heartbeat.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -137,7 +138,7 @@ class Dispatcher:
                 batch = _Batch(claims=[c for c, _ in present], inputs=[i for _, i in present], held={c.task_id for c, _ in present})
                 batch.task = asyncio.create_task(self._process(batch), name=f"batch of {len(present)}")
                 self._batches.add(batch)
-                batch.task.add_done_callback(lambda task, batch=batch: self._on_done(batch, task))
+                batch.task.add_done_callback(functools.partial(self._on_done, batch))
             started += len(claims)
             if len(claims) < room:
                 break

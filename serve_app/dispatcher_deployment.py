@@ -23,7 +23,7 @@ from serve_app.settings import Settings
 
 @serve.deployment(name="Dispatcher", num_replicas=1, max_ongoing_requests=4, ray_actor_options={"num_cpus": 0.1})
 class DispatcherDeployment:
-    async def __init__(self, settings: Settings, detector: DeploymentHandle, classifier: DeploymentHandle) -> None:
+    async def __init__(self, settings: Settings, detector: DeploymentHandle, classifier: DeploymentHandle) -> None:  # type: ignore[misc]  # Serve awaits an async constructor
         database = settings.database
         self._engine = create_engine(
             settings.database_url, pool_size=database.db_pool_size, max_overflow=database.db_max_overflow, echo=database.db_echo

@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from db.engine import SessionFactory, is_sqlite
 from db.models import Task, TaskStatus
@@ -88,7 +89,7 @@ class FinishedFeed:
                 continue
             try:
                 async with self._sessions() as session:
-                    done = list(await session.scalars(select(Task.id).where(Task.id.in_(awaited), Task.status.in_(FINISHED))))
+                    done = list(await session.scalars(select(col(Task.id)).where(col(Task.id).in_(awaited), col(Task.status).in_(FINISHED))))
             except Exception:  # the database is away: waiters re-check on their own
                 continue
             self._finished(done)

@@ -20,5 +20,6 @@ class TaskLog(logging.LoggerAdapter):
         super().__init__(TASK_LOGGER, {"task_id": str(task_id), "user_id": str(user_id) if user_id else None})
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
-        kwargs["extra"] = {**self.extra, **kwargs.get("extra", {})}
-        return f"task={self.extra['task_id']} user={self.extra['user_id']} {msg}", kwargs
+        fields = dict(self.extra or {})  # always set in __init__; typeshed allows None
+        kwargs["extra"] = {**fields, **kwargs.get("extra", {})}
+        return f"task={fields['task_id']} user={fields['user_id']} {msg}", kwargs

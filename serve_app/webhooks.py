@@ -85,6 +85,8 @@ class WebhookSender:
     async def _deliver(self, task: Task) -> None:
         async with self._sessions() as session:
             owner = await session.get(User, task.owner_id)
+            if owner is None:  # deleted since the claim, and the task with it (cascade)
+                return
             result = await task_result(session, task)
             secret = await webhooks.secret_for(session, owner)
             tried = len(await webhooks.attempts(session, task.id))
@@ -104,8 +106,9 @@ class WebhookSender:
 
     async def _post(self, task: Task, secret: str, body: bytes) -> tuple[int | None, str | None]:
         """(status, None) when delivered; (status or None, why not) otherwise."""
+        url = task.callback_url or ""
         try:
-            check_callback_url(task.callback_url or "", self._settings.allowed_hosts())  # the list may have changed
+            check_callback_url(url, self._settings.allowed_hosts())  # the list may have changed
         except CallbackRefused as exc:
             return None, str(exc)
         timestamp = int(time.time())
@@ -118,7 +121,7 @@ class WebhookSender:
             "X-Primscene-Signature": signature(secret, timestamp, body),
         }
         try:
-            response = await self._http.post(task.callback_url, content=body, headers=headers)
+            response = await self._http.post(url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             return None, f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS] or type(exc).__name__
         if 200 <= response.status_code < 300:

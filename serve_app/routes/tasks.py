@@ -281,7 +281,7 @@ async def get_task_input(task_id: uuid.UUID, user: CurrentUser, session: Session
     )
 
 
-NOT_FINISHED_RESPONSE = {409: {"model": NotFinishedBody, "description": "The task has no result (yet)"}}
+NOT_FINISHED_RESPONSE: dict[int | str, dict[str, object]] = {409: {"model": NotFinishedBody, "description": "The task has no result (yet)"}}
 
 
 def _refuse_unless_succeeded(task: Task) -> JSONResponse | None:
@@ -339,7 +339,7 @@ async def get_task_webhook(task: OwnedTask, session: SessionDep) -> WebhookStatu
     """The task's webhook: its URL, how delivery stands, and every attempt so far."""
     return WebhookStatus(
         callback_url=task.callback_url,
-        state=task.webhook_state,
+        state=WebhookState(task.webhook_state) if task.webhook_state else None,
         next_attempt_at=task.webhook_next_at if task.webhook_state == WebhookState.retrying.value else None,
         attempts=[WebhookAttempt.model_validate(a) for a in await webhooks.attempts(session, task.id)],
     )
