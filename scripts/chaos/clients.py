@@ -77,11 +77,17 @@ async def _submit(http: httpx.AsyncClient, image: bytes, result: Drive, deadline
             if task_id not in result.accepted:  # a retry after a lost answer gets the same task back
                 result.accepted.append(task_id)
             return task_id
-        if response.status_code in (429,) or response.status_code >= 500:
+        if response.status_code in (429,) or response.status_code >= 500 or _no_route(response):
             await asyncio.sleep(min(MAX_WAIT_S, float(response.headers.get("Retry-After", 0.5))))
             continue
         raise RuntimeError(f"submit refused: {response.status_code} {response.text}")
     return None
+
+
+def _no_route(response: httpx.Response) -> bool:
+    """Serve's proxy answers a plain-text 404 while the application is not deployed (it is being
+    shut down or started); the API's own errors are JSON, and `POST /tasks` never answers 404."""
+    return response.status_code == 404 and not response.headers.get("content-type", "").startswith("application/json")
 
 
 async def _own_tasks(http: httpx.AsyncClient) -> list[dict]:
