@@ -12,6 +12,7 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
 
 from db.engine import SessionFactory, create_engine, session_factory
 from db.migrate import check_schema
@@ -63,7 +64,8 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
         try:
             await check_schema(engine)
             sessions = session_factory(engine)
-            await ensure_admin(sessions, settings)
+            passwords = await run_in_threadpool(settings.passwords)  # hashes its dummy password
+            await ensure_admin(sessions, settings, passwords)
             # Periodic jobs of every ingress replica; the webhook sender only where webhooks are on.
             jobs: list[Housekeeping | WebhookSender] = [Housekeeping(sessions, settings.retention, settings.auth.login_policy())]
             if settings.webhooks.allowed_hosts():
@@ -78,6 +80,7 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
                         settings=settings,
                         engine=engine,
                         sessions=sessions,
+                        passwords=passwords,
                         tokens=TokenCodec(settings.jwt_secret(), timedelta(minutes=settings.auth.access_token_ttl_minutes)),
                         models=models,
                         dispatcher=dispatcher,

@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from db import users
 from db.engine import SessionFactory, create_engine, session_factory
 from db.migrate import check_schema
-from serve_app.security import hash_password
+from serve_app.security import Passwords
 from serve_app.settings import Environment, Settings, write_once
 
 log = logging.getLogger(__name__)
@@ -18,16 +18,17 @@ log = logging.getLogger(__name__)
 ADMIN_PASSWORD_FILE = "admin-password"
 
 
-async def ensure_admin(sessions: SessionFactory, settings: Settings) -> None:
+async def ensure_admin(sessions: SessionFactory, settings: Settings, passwords: Passwords) -> None:
     username = settings.auth.admin_username
     async with sessions() as session:
         if await users.get_by_username(session, username) is not None:
             return
-        generated = settings.auth.admin_password is None
+        configured = settings.auth.admin_password
+        generated = configured is None
         if generated and settings.general.environment is not Environment.development:
             raise RuntimeError(f"Set PRIMSCENE_ADMIN_PASSWORD to create the first administrator {username!r}.")
-        password = secrets.token_urlsafe(12) if generated else settings.auth.admin_password.get_secret_value()
-        hashed = await run_in_threadpool(hash_password, password)
+        password = secrets.token_urlsafe(12) if configured is None else configured.get_secret_value()
+        hashed = await run_in_threadpool(passwords.hash, password)
         try:
             await users.create(session, username=username, hashed_password=hashed, is_admin=True)
         except users.UserExists:  # another replica created it at the same moment
@@ -46,7 +47,7 @@ async def _prepare_and_describe(settings: Settings) -> str:
     engine = create_engine(settings.database_url)
     try:
         await check_schema(engine)
-        await ensure_admin(session_factory(engine), settings)
+        await ensure_admin(session_factory(engine), settings, settings.passwords())
     finally:
         await engine.dispose()
     password_file = settings.general.data_dir / ADMIN_PASSWORD_FILE

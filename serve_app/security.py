@@ -13,22 +13,27 @@ from db.types import utcnow
 
 ALGORITHM = "HS256"
 
-_hasher = PasswordHash((Argon2Hasher(),))
-# Verified when a login names no user, so that an unknown user takes as long as a wrong password.
-_DUMMY_HASH = _hasher.hash("not a real password, only spends the same time")
 
 
-def hash_password(password: str) -> str:
-    return _hasher.hash(password)
+class Passwords:
+    """Argon2id password hashes at a configured cost (`PRIMSCENE_PASSWORD_HASH_*`). A hash stored
+    with other parameters still verifies, and is re-hashed at the current ones on the next login."""
 
+    def __init__(self, time_cost: int, memory_kib: int, parallelism: int) -> None:
+        self._hasher = PasswordHash((Argon2Hasher(time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism),))
+        # Verified when a login names no user, so that an unknown user takes as long as a wrong password.
+        self._dummy_hash = self._hasher.hash("not a real password, only spends the same time")
 
-def verify_password(password: str, hashed: str | None) -> tuple[bool, str | None]:
-    """Check a password; returns (ok, new_hash) where new_hash is set when the stored hash should
-    be upgraded to current parameters. With `hashed=None` it spends the time and fails."""
-    if hashed is None:
-        _hasher.verify(password, _DUMMY_HASH)
-        return False, None
-    return _hasher.verify_and_update(password, hashed)
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password: str, hashed: str | None) -> tuple[bool, str | None]:
+        """Check a password; returns (ok, new_hash) where new_hash is set when the stored hash
+        should be upgraded to current parameters. With `hashed=None` it spends the time and fails."""
+        if hashed is None:
+            self._hasher.verify(password, self._dummy_hash)
+            return False, None
+        return self._hasher.verify_and_update(password, hashed)
 
 
 class InvalidToken(Exception):

@@ -1,4 +1,4 @@
-"""What one running app holds: settings, database, token codec, models, its dispatcher (if it
+"""What one running app holds: settings, database, password hasher, token codec, models, its dispatcher (if it
 runs one) and the feed that wakes requests waiting for tasks."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from db.engine import SessionFactory
 from deployments.contract import ModelCatalog
 from serve_app.dispatcher import Dispatcher
 from serve_app.finished_feed import FinishedFeed
-from serve_app.security import TokenCodec
+from serve_app.security import Passwords, TokenCodec
 from serve_app.settings import Settings
 
 
@@ -20,6 +20,7 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessions: SessionFactory
+    passwords: Passwords
     tokens: TokenCodec
     models: ModelCatalog
     dispatcher: Dispatcher | None

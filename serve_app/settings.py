@@ -12,8 +12,10 @@ from pydantic_settings import BaseSettings
 
 from db.login_throttle import ThrottlePolicy
 from db.settings import DatabaseSettings, Environment, GeneralSettings, settings_config
+from serve_app.security import Passwords
 
 MIN_SECRET_LENGTH = 32
+MIN_HASH_MEMORY_KIB, MIN_HASH_TIME_COST = 19 * 1024, 2  # OWASP Password Storage Cheat Sheet, Argon2id
 
 
 class AuthSettings(BaseSettings):
@@ -34,6 +36,10 @@ class AuthSettings(BaseSettings):
     login_failure_window_minutes: int = Field(15, ge=1, description="How long failed logins are counted.")
     login_block_s: int = Field(30, ge=1, description="First refusal after too many failures; doubles with each further one.")
     login_max_block_s: int = Field(900, ge=1, description="Longest refusal after failed logins.")
+    # Argon2id cost (pwdlib's defaults); outside development at least OWASP's minimum.
+    password_hash_time_cost: int = Field(3, ge=1, description="Argon2id passes over memory per password hash.")
+    password_hash_memory_kib: int = Field(65536, ge=8, description="Argon2id memory per password hash, in KiB.")
+    password_hash_parallelism: int = Field(4, ge=1, description="Argon2id lanes per password hash.")
 
     def login_policy(self) -> ThrottlePolicy:
         return ThrottlePolicy(
@@ -127,7 +133,17 @@ class Settings(BaseModel):
                 f"PRIMSCENE_JWT_SECRET must be set to at least {MIN_SECRET_LENGTH} characters "
                 f"when PRIMSCENE_ENVIRONMENT={self.general.environment.value}"
             )
+        auth = self.auth
+        if auth.password_hash_memory_kib < MIN_HASH_MEMORY_KIB or auth.password_hash_time_cost < MIN_HASH_TIME_COST:
+            raise ValueError(
+                f"PRIMSCENE_PASSWORD_HASH_MEMORY_KIB must be at least {MIN_HASH_MEMORY_KIB} and PRIMSCENE_PASSWORD_HASH_TIME_COST "
+                f"at least {MIN_HASH_TIME_COST} (OWASP's minimum for Argon2id) when PRIMSCENE_ENVIRONMENT={self.general.environment.value}"
+            )
         return self
+
+    def passwords(self) -> Passwords:
+        auth = self.auth
+        return Passwords(auth.password_hash_time_cost, auth.password_hash_memory_kib, auth.password_hash_parallelism)
 
     @property
     def database_url(self) -> str:

@@ -13,7 +13,6 @@ from db import login_throttle, users
 from serve_app.deps import ServicesDep, SessionDep, unauthorized
 from serve_app.errors import error_responses
 from serve_app.schemas import Token
-from serve_app.security import verify_password
 
 router = APIRouter(prefix="/auth", tags=["auth"])
 
@@ -36,7 +35,7 @@ async def login(form: Annotated[OAuth2PasswordRequestForm, Depends()], session: 
         raise _too_many_failures(remaining.total_seconds())
     user = await users.get_by_username(session, form.username)
     # Unknown users are checked against a dummy hash, so both failures take as long.
-    ok, new_hash = await run_in_threadpool(verify_password, form.password, user.hashed_password if user else None)
+    ok, new_hash = await run_in_threadpool(services.passwords.verify, form.password, user.hashed_password if user else None)
     if user is None or not ok:
         await login_throttle.record_failure(session, form.username, services.settings.auth.login_policy())
         raise unauthorized("Incorrect username or password.")

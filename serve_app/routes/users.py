@@ -6,20 +6,19 @@ from fastapi import APIRouter, HTTPException, status
 from starlette.concurrency import run_in_threadpool
 
 from db import users, webhooks
-from serve_app.deps import AdminUser, CurrentUser, SessionDep
+from serve_app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep
 from serve_app.errors import error_responses
 from serve_app.schemas import UserCreate, UserPublic, WebhookSecret
-from serve_app.security import hash_password
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=UserPublic, responses=error_responses(400, 401, 403, 409, 422))
-async def create_user(body: UserCreate, _admin: AdminUser, session: SessionDep) -> UserPublic:
+async def create_user(body: UserCreate, _admin: AdminUser, session: SessionDep, services: ServicesDep) -> UserPublic:
     """Create a user (administrators only)."""
     if body.password.casefold() == body.username.casefold():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail="The password must differ from the username.")
-    hashed = await run_in_threadpool(hash_password, body.password)  # Argon2 is deliberately slow
+    hashed = await run_in_threadpool(services.passwords.hash, body.password)  # Argon2 is deliberately slow
     try:
         user = await users.create(session, username=body.username, hashed_password=hashed, is_admin=body.is_admin)
     except users.UserExists:

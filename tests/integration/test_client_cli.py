@@ -33,9 +33,9 @@ from db import users
 from db.engine import create_engine, session_factory
 from primscene_client.cli import app as cli_app
 from serve_app.api import create_app
-from serve_app.security import TokenCodec, hash_password
+from serve_app.security import TokenCodec
 from serve_app.settings import Settings
-from tests.conftest import ADMIN_PASSWORD, make_settings
+from tests.support.databases import ADMIN_PASSWORD, make_settings
 from tests.support.images import encode, rectangle_image
 from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
 
@@ -78,8 +78,9 @@ def serving(settings: Settings, pipeline: BoundingBoxPipeline) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def password_hashes() -> dict[str, str]:
-    """Argon2 is slow on purpose (seconds on a busy machine): each test password is hashed once."""
-    return {password: hash_password(password) for password in (ADMIN_PASSWORD, ALICE[1])}
+    """Each test password hashed once, as the test settings hash (tests/support/databases.py)."""
+    passwords = make_settings("sqlite+aiosqlite://", Path()).passwords()
+    return {password: passwords.hash(password) for password in (ADMIN_PASSWORD, ALICE[1])}
 
 
 @pytest.fixture

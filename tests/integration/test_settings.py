@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from serve_app.api import create_app
 from serve_app.settings import AuthSettings, DatabaseSettings, GeneralSettings, Settings
-from tests.conftest import empty_tables
 from tests.support.api import login
+from tests.support.databases import empty_tables
 from tests.support.pipeline import BoundingBoxCatalog
 
 
@@ -53,6 +53,31 @@ def test_jwt_secret_must_be_set_outside_development(monkeypatch: pytest.MonkeyPa
         Settings()
     monkeypatch.setenv("PRIMSCENE_JWT_SECRET", "x" * 40)
     assert Settings().jwt_secret() == "x" * 40
+
+
+def test_password_hashing_below_owasps_minimum_is_refused_outside_development(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PRIMSCENE_JWT_SECRET", "x" * 40)
+    monkeypatch.setenv("PRIMSCENE_PASSWORD_HASH_MEMORY_KIB", "1024")
+    assert Settings().auth.password_hash_memory_kib == 1024  # development: tests and laptops may go cheap
+    monkeypatch.setenv("PRIMSCENE_ENVIRONMENT", "production")
+    with pytest.raises(ValidationError, match="PRIMSCENE_PASSWORD_HASH_MEMORY_KIB must be at least 19456"):
+        Settings()
+    monkeypatch.delenv("PRIMSCENE_PASSWORD_HASH_MEMORY_KIB")
+    monkeypatch.setenv("PRIMSCENE_PASSWORD_HASH_TIME_COST", "1")
+    with pytest.raises(ValidationError, match="PRIMSCENE_PASSWORD_HASH_TIME_COST"):
+        Settings()
+    monkeypatch.delenv("PRIMSCENE_PASSWORD_HASH_TIME_COST")
+    assert Settings().passwords().hash("a password").startswith("$argon2id$v=19$m=65536,t=3,p=4$")  # pwdlib's defaults
+
+
+def test_a_password_hashed_at_an_older_cost_verifies_and_is_rehashed_at_the_current_one() -> None:
+    old = Settings(auth=AuthSettings(password_hash_time_cost=1, password_hash_memory_kib=1024, password_hash_parallelism=1))
+    new = Settings(auth=AuthSettings(password_hash_time_cost=2, password_hash_memory_kib=2048, password_hash_parallelism=1))
+    stored = old.passwords().hash("correct horse")
+    ok, rehashed = new.passwords().verify("correct horse", stored)
+    assert ok and rehashed is not None and "$m=2048,t=2,p=1$" in rehashed
+    assert new.passwords().verify("correct horse", rehashed) == (True, None)
+    assert new.passwords().verify("wrong horse", stored) == (False, None)
 
 
 def test_development_secret_is_random_private_and_kept(tmp_path: Path) -> None:
