@@ -5,13 +5,13 @@
 # The base is Ray's own image for the Ray the project pins (pyproject: ray[serve]==2.60.0) and
 # the Python it requires (3.11); `-cpu` is its Ubuntu build without the CUDA toolkit, which is
 # also what the plain `2.60.0-py311` tag points to. Its Ray version must equal the RayService's
-# `rayVersion` (tests/test_k8s_manifests.py checks all three agree; the build checks the Ray it
+# `rayVersion` (tests/infra/test_k8s_manifests.py checks all three agree; the build checks the Ray it
 # finds). The image runs as Ray's user `ray` (uid 1000) with Ray's Python in /home/ray/anaconda3.
 #
 # Nothing is downloaded when a container starts: the weights are in the image, and Ultralytics,
 # timm/Hugging Face and Ray's usage stats are told to stay offline.
 #
-# Not built in the project's CI (no container engine there): tests/test_k8s_manifests.py checks
+# Not built in the project's CI (no container engine there): tests/infra/test_k8s_manifests.py checks
 # this file statically.
 FROM rayproject/ray:2.60.0-py311-cpu
 

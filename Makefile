@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 
 URL := http://127.0.0.1:8000
 
-.PHONY: install run test lint postgres chromium migrate
+.PHONY: install run test test-fast lint postgres chromium migrate
 
 $(STAMP): pyproject.toml primscene_client/pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ install: $(STAMP)
 postgres:
 	scripts/ensure_postgres.sh
 
-# The browser test (tests/test_web_app.py) drives Debian's Chromium.
+# The browser test (tests/browser/test_web_app.py) drives Debian's Chromium.
 chromium:
 	scripts/ensure_chromium.sh
 
@@ -42,5 +42,12 @@ lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# Every tier (tests/README.md), one after another, as CI runs them.
 test: install postgres chromium
 	$(VENV)/bin/pytest
+
+# The tiers that need no Ray and no browser (tests/unit, tests/integration), over the cores:
+# under a minute. Installs nothing on the host; starts an installed PostgreSQL if it is stopped.
+test-fast: install
+	scripts/ensure_postgres.sh --no-install
+	$(VENV)/bin/pytest tests/unit tests/integration -n auto --dist loadfile

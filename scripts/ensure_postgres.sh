@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Makes sure a PostgreSQL server answers on $PGHOST:$PGPORT (the tests create their own databases).
 # On a machine without PostgreSQL it installs Debian's package, starts the cluster and lets
-# local TCP connections in without a password (test machines only).
+# local TCP connections in without a password (test machines only). With --no-install it only
+# starts an installed cluster, and says how to install one when there is none.
 set -euo pipefail
+
+NO_INSTALL=${1:-}
 
 HOST=${PGHOST:-127.0.0.1}
 PORT=${PGPORT:-5432}
@@ -11,6 +14,11 @@ cluster_version() { ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1; }
 
 if ! pg_isready -h "$HOST" -p "$PORT" -q 2>/dev/null; then
   if ! command -v pg_ctlcluster >/dev/null 2>&1 || [ -z "$(cluster_version)" ]; then
+    if [ "$NO_INSTALL" = "--no-install" ]; then
+      echo "No PostgreSQL answers on $HOST:$PORT and none is installed: run 'make postgres' (installs Debian's package)," >&2
+      echo "or point PGHOST/PGPORT and PRIMSCENE_TEST_POSTGRES_URL at a server." >&2
+      exit 1
+    fi
     echo "PostgreSQL is not installed: installing Debian's package" >&2
     apt-get update -q
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q postgresql

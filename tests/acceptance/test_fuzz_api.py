@@ -16,7 +16,7 @@ schemathesis drives it through ASGI:
 Requests carry the token of a real, non-admin user whom the admin creates through the API;
 `POST /users` is fuzzed as the admin. Generation is seeded and derandomized (reproducible in
 CI); example counts are bounded so that the file runs in well under 90 s on two cores.
-`pytest -s tests/test_fuzz_api.py` prints how many calls were made.
+`pytest -s tests/acceptance/test_fuzz_api.py` prints how many calls were made.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ from schemathesis.python.asgi import ASGIClient, shutdown_lifespans
 
 from db import migrate
 from serve_app.api import create_app
-from tests.conftest import ADMIN_PASSWORD, fresh_postgres_database, make_settings, run_outside_event_loop
+from tests.support.databases import ADMIN_PASSWORD, fresh_postgres_database, make_settings, run_outside_event_loop
 from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
 
 API = "/api/v1"
@@ -81,7 +81,7 @@ FUZZ_CONFIG = {
             # The same `callback_url` rule for the batch submit (its images are refused one by one, in a 2xx).
             # Its "invalid" multipart bodies include `callback_url` as an array of one string, or an
             # empty one: on the wire that is a single `callback_url` part, or none, which is valid
-            # (two parts are refused with 422, tests/test_waiting_and_batches.py). So rejection of
+            # (two parts are refused with 422, tests/integration/test_waiting_and_batches.py). So rejection of
             # negative data is not checked here.
             "include-name": f"POST {API}/batches",
             "checks": {
@@ -202,7 +202,7 @@ def api_schema(fuzz_app: object) -> schemathesis.BaseSchema:
     schema.auth().apply_to(path=f"{API}/users")(AdminLogin)
     schema.auth().skip_for(path=f"{API}/users")(UserLogin)
     # The caller's live event stream never ends by design (until the client leaves), so a
-    # fuzzing call would wait forever; tests/test_live_results.py covers it with a real client.
+    # fuzzing call would wait forever; tests/integration/test_live_results.py covers it with a real client.
     return schema.exclude(operation_id=USER_EVENT_STREAM)
 
 

@@ -25,9 +25,10 @@ from deployments.contract import ImagePayload, PipelineResult, Primitive
 from serve_app.api import create_app
 from serve_app.security import TokenCodec
 from serve_app.settings import Settings
-from tests.conftest import ADMIN_PASSWORD, Users, empty_tables, make_settings, run_outside_event_loop
-from tests.support.api import API
+from tests.support.api import API, Users
+from tests.support.databases import ADMIN_PASSWORD, empty_tables, make_settings, run_outside_event_loop
 from tests.support.live_server import live_server
+from tests.support.paths import PROJECT_ROOT
 from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
 
 try:
@@ -36,7 +37,7 @@ except ImportError:  # only the browser tests need it (the `dev` extra has it)
     sync_api = None
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts" / "web"
+ARTIFACTS = PROJECT_ROOT / "test-artifacts" / "web"
 USERNAME, PASSWORD = "carol", "carol-password-1"
 SESSION_KEY = "primscene.session"  # where serve_app/web/js/auth.js keeps the session
 EXPIRED_MESSAGE = "Your session has expired, log in again"

@@ -27,9 +27,8 @@ import pytest
 from db import migrate
 from scripts.chaos import checks
 from scripts.chaos.clients import wait_ready
-from tests.conftest import ADMIN_PASSWORD, fresh_postgres_database, run_outside_event_loop
-from tests.serve.conftest import TEST_ENVIRONMENT
-from tests.serve.support import API, held_out_image, wait_for
+from tests.serve.support import API, TEST_ENVIRONMENT, held_out_image, wait_for
+from tests.support.databases import ADMIN_PASSWORD, fresh_postgres_database, run_outside_event_loop
 
 APP = "primscene"
 DATABASE = "primscene_test_multinode"

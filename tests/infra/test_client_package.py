@@ -8,7 +8,8 @@ import subprocess
 import venv
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import PROJECT_ROOT as ROOT
+
 SERVER_ONLY = {"torch", "ray", "openvino", "ultralytics", "timm", "sqlalchemy", "fastapi"}
 
 

@@ -35,8 +35,8 @@ from sqlalchemy.engine import make_url
 
 from scripts import render_k8s
 from serve_app import settings as settings_module
+from tests.support.paths import PROJECT_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 BASE = ROOT / "k8s" / "base"
 OVERLAY = ROOT / "k8s" / "overlays" / "example"
 # CI clones the project next to `shared/`; PRIMSCENE_KUBERAY_CRD may point elsewhere.

@@ -12,8 +12,7 @@ from deployments.detector_backends import RUNTIMES
 from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
 from scripts.datagen.dataset import read_split, write_dataset
 from scripts.train_detector import train
-
-ROOT = Path(__file__).parents[1]
+from tests.support.paths import PROJECT_ROOT as ROOT
 
 
 def test_detector_and_classifier_training_run_end_to_end(tmp_path: Path) -> None:

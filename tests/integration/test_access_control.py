@@ -18,8 +18,7 @@ import pytest
 
 from serve_app.security import TokenCodec
 from serve_app.settings import Settings
-from tests.conftest import Users
-from tests.support.api import API, submit, wait_until_finished
+from tests.support.api import API, Users, submit, wait_until_finished
 from tests.support.images import rectangle_image
 
 TASK_PATH = f"{API}/tasks/{{task_id}}"

@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.conftest import Users
-from tests.support.api import API, submit, wait_until_finished
+from tests.support.api import API, Users, submit, wait_until_finished
 from tests.support.images import rectangle_image
 
 

@@ -13,8 +13,8 @@ import pytest
 
 from serve_app.security import TokenCodec
 from serve_app.settings import Settings
-from tests.conftest import ADMIN_PASSWORD, Users
-from tests.support.api import API, login, submit, wait_until_finished
+from tests.support.api import API, Users, login, submit, wait_until_finished
+from tests.support.databases import ADMIN_PASSWORD
 from tests.support.images import rectangle_image
 
 

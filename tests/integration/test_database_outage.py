@@ -23,8 +23,8 @@ from sqlalchemy.engine import make_url
 from db.engine import create_engine, session_factory
 from db.models import SceneResult, Task
 from serve_app.api import create_app
-from tests.conftest import ADMIN_PASSWORD, empty_tables, make_settings
 from tests.support.api import API, create_user, login, submit, wait_until_finished
+from tests.support.databases import ADMIN_PASSWORD, empty_tables, make_settings
 from tests.support.images import rectangle_image
 from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
 from tests.support.tcp_proxy import CuttableProxy

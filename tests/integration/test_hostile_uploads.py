@@ -27,8 +27,8 @@ from scripts.hostile_images import Hostile, corpus
 from serve_app.api import create_app
 from serve_app.app import AppArgs
 from serve_app.settings import LimitsSettings, Settings
-from tests.conftest import Users, make_settings
-from tests.support.api import API, login, wait_until_finished
+from tests.support.api import API, Users, login, wait_until_finished
+from tests.support.databases import make_settings
 from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
 
 # The corrupt-EXIF entries make Pillow warn while it skips the broken tags: expected here.

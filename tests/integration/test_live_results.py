@@ -14,8 +14,8 @@ from PIL import Image
 
 from serve_app.api import create_app
 from serve_app.settings import Settings
-from tests.conftest import ADMIN_PASSWORD, Users
-from tests.support.api import API, create_user, login, submit, wait_until_finished
+from tests.support.api import API, Users, create_user, login, submit, wait_until_finished
+from tests.support.databases import ADMIN_PASSWORD
 from tests.support.images import rectangle_image
 from tests.support.live_server import live_server
 from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline

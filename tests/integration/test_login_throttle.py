@@ -16,8 +16,8 @@ from db.login_throttle import username_key
 from db.models import LoginThrottle
 from db.types import utcnow
 from serve_app.settings import Settings
-from tests.conftest import Users, make_settings
-from tests.support.api import API
+from tests.support.api import API, Users
+from tests.support.databases import make_settings
 
 MAX_FAILURES = 3
 BLOCK_S = 30

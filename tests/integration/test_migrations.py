@@ -19,7 +19,7 @@ from db.engine import create_engine
 from db.migrate import SchemaOutOfDate
 from db.models import Task, User, WebhookState
 from serve_app.api import create_app
-from tests.conftest import fresh_postgres_database, make_settings, run_outside_event_loop
+from tests.support.databases import fresh_postgres_database, make_settings, run_outside_event_loop
 from tests.support.pipeline import BoundingBoxCatalog
 
 TABLES = {"login_throttle", "webhook_deliveries", "alembic_version", "users", "tasks", "task_inputs", "primitives", "scene_results"}

@@ -17,8 +17,8 @@ from db.engine import SessionFactory
 from db.models import Primitive, SceneResult, Task, TaskInput
 from db.types import utcnow
 from serve_app.settings import Settings
-from tests.conftest import Users, make_settings
-from tests.support.api import API, submit, wait_until_finished
+from tests.support.api import API, Users, submit, wait_until_finished
+from tests.support.databases import make_settings
 from tests.support.images import rectangle_image
 
 RETENTION_DAYS = 30

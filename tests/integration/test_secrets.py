@@ -14,8 +14,8 @@ from sqlalchemy.engine import make_url
 
 from serve_app.api import create_app
 from serve_app.settings import AuthSettings, DatabaseSettings, Environment, GeneralSettings, Settings
-from tests.conftest import ADMIN_PASSWORD, empty_tables
 from tests.support.api import API, create_user, login, submit, wait_until_finished
+from tests.support.databases import ADMIN_PASSWORD, empty_tables
 from tests.support.images import rectangle_image
 from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
 from tests.support.tcp_proxy import CuttableProxy

@@ -8,8 +8,8 @@ import httpx
 from asgi_lifespan import LifespanManager
 
 from serve_app.api import create_app
-from tests.conftest import Users, make_settings
-from tests.support.api import API, login, submit
+from tests.support.api import API, Users, login, submit
+from tests.support.databases import make_settings
 from tests.support.images import rectangle_image
 from tests.support.pipeline import BoundingBoxCatalog
 

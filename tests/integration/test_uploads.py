@@ -14,8 +14,8 @@ from sqlalchemy import func, select
 
 from db.models import Task, TaskInput
 from serve_app.api import create_app
-from tests.conftest import Users, make_settings
-from tests.support.api import API, login, submit
+from tests.support.api import API, Users, login, submit
+from tests.support.databases import make_settings
 from tests.support.images import encode, rectangle_image
 from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
 

@@ -9,8 +9,7 @@ import httpx
 from sqlalchemy import func, select
 
 from db.models import Task
-from tests.conftest import Users
-from tests.support.api import API, submit
+from tests.support.api import API, Users, submit
 from tests.support.images import rectangle_image
 
 NOT_AN_IMAGE = b"%PDF-1.7 not an image at all"

@@ -21,8 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from db.models import Task
 from serve_app.settings import Settings, WebhookSettings
-from tests.conftest import Users, make_settings
-from tests.support.api import API, submit, wait_until_finished
+from tests.support.api import API, Users, submit, wait_until_finished
+from tests.support.databases import make_settings
 from tests.support.images import rectangle_image
 from tests.support.live_server import live_server
 

@@ -1,63 +1,18 @@
-"""One real local Ray cluster for the whole session, and the Serve application on PostgreSQL
+"""One real local Ray cluster for the whole package, and the Serve application on PostgreSQL
 with the shipped models, reached over real HTTP."""
 
 from __future__ import annotations
 
 import os
-import socket
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 
 from db import migrate
-from scripts.chaos.clients import wait_ready
-from tests.conftest import ADMIN_PASSWORD, fresh_postgres_database, run_outside_event_loop
-
-APP = "primscene"
-# Its own database: the running app's dispatcher must not take other tests' tasks.
-DATABASE = "primscene_test_serve"
-METRICS_PORT = 18087  # where the local Ray node serves Prometheus metrics in these tests
-QUEUE_BOUND = 40  # unfinished tasks per user; small enough for a flood to reach
-# Short leases and backoffs, so that fault tests recover in seconds rather than minutes.
-TEST_ENVIRONMENT = {
-    "RAY_USAGE_STATS_ENABLED": "0",
-    "PRIMSCENE_ADMIN_PASSWORD": ADMIN_PASSWORD,
-    "PRIMSCENE_LEASE_S": "4",
-    "PRIMSCENE_HEARTBEAT_S": "1",
-    "PRIMSCENE_RETRY_BACKOFF_S": "0.2",
-    "PRIMSCENE_RESCUE_INTERVAL_S": "1",
-    "PRIMSCENE_MAX_ATTEMPTS": "5",
-}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Service:
-    url: str
-    data_dir: Path
-    database_url: str
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, timeout=60)
-
-    def deploy(self, **args) -> None:
-        from ray import serve
-
-        from serve_app.app import AppArgs, build_app
-
-        args = {"max_queued_per_user": QUEUE_BOUND, **args}
-        app_args = AppArgs(database_url=self.database_url, data_dir=self.data_dir, **args)
-        serve.run(build_app(app_args), name=APP, route_prefix="/", blocking=False)
-        wait_ready(self.url)
+from tests.serve.support import DATABASE, METRICS_PORT, TEST_ENVIRONMENT, Service, free_port
+from tests.support.databases import ADMIN_PASSWORD, fresh_postgres_database, run_outside_event_loop
 
 
 @pytest.fixture(scope="package")
@@ -97,7 +52,7 @@ def database_url() -> str:
 def service(ray_cluster, database_url: str, tmp_path_factory: pytest.TempPathFactory) -> Service:
     from ray import serve
 
-    port = _free_port()
+    port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     started = time.perf_counter()
     svc = Service(url=f"http://127.0.0.1:{port}", data_dir=tmp_path_factory.mktemp("serve-data"), database_url=database_url)

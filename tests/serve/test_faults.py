@@ -11,13 +11,10 @@ import time
 import httpx
 import ray
 from ray import serve
-from sqlalchemy import text
 
-from db.engine import create_engine
 from scripts.chaos.faults import enqueue_poison, replica_names
-from tests.conftest import ADMIN_PASSWORD, run_outside_event_loop
-from tests.serve.conftest import APP, QUEUE_BOUND, Service
-from tests.serve.support import API, held_out_image, wait_for
+from tests.serve.support import API, APP, QUEUE_BOUND, Service, held_out_image, result_rows, submit_many, wait_for
+from tests.support.databases import ADMIN_PASSWORD, run_outside_event_loop
 
 
 def _replica_actors(deployment: str) -> list:
@@ -25,40 +22,12 @@ def _replica_actors(deployment: str) -> list:
     return [ray.get_actor(n, namespace="serve") for n in names if n.startswith(f"SERVE_REPLICA::{APP}#{deployment}#")]
 
 
-def _result_rows(database_url: str, task_ids: list[str]) -> dict[str, int]:
-    async def count() -> dict[str, int]:
-        engine = create_engine(database_url)
-        async with engine.connect() as connection:
-            rows = await connection.execute(text("SELECT CAST(task_id AS TEXT), COUNT(*) FROM scene_results GROUP BY task_id"))
-            found = {str(task_id).replace("-", ""): n for task_id, n in rows}
-        await engine.dispose()
-        return found
-
-    found = run_outside_event_loop(asyncio.run, count())
-    return {t: found.get(t.replace("-", ""), 0) for t in task_ids}
-
-
-def _submit_many(service: Service, token: dict[str, str], count: int) -> list[str]:
-    """Submit `count` images at once (16 connections), so that many wait in the queue."""
-
-    async def submit_all() -> list[httpx.Response]:
-        async with httpx.AsyncClient(base_url=service.url, timeout=60, limits=httpx.Limits(max_connections=16)) as client:
-            return await asyncio.gather(*(
-                client.post(f"{API}/tasks", files={"image": ("i", held_out_image(20 + i % 14).encoded)}, headers=token)
-                for i in range(count)
-            ))
-
-    responses = run_outside_event_loop(asyncio.run, submit_all())
-    assert [r.status_code for r in responses] == [202] * count
-    return [r.json()["id"] for r in responses]
-
-
 def _count(http: httpx.Client, token: dict[str, str], status: str) -> int:
     return http.get(f"{API}/tasks", params={"status": status, "limit": 1}, headers=token).json()["total"]
 
 
 def test_killed_detector_replica_loses_no_task(http: httpx.Client, token: dict[str, str], service: Service) -> None:
-    ids = _submit_many(service, token, 36)
+    ids = submit_many(service, token, 36)
     running = _count(http, token, "running")
     queued = _count(http, token, "queued")
     [detector] = _replica_actors("Detector")
@@ -72,11 +41,11 @@ def test_killed_detector_replica_loses_no_task(http: httpx.Client, token: dict[s
           f"{statuses.count('succeeded')}/{len(ids)} succeeded, {retried} needed a second attempt, "
           f"all finished {time.perf_counter() - started:.1f} s after the kill")
     assert statuses == ["succeeded"] * len(ids)
-    assert set(_result_rows(service.database_url, ids).values()) == {1}  # one result each, none lost or doubled
+    assert set(result_rows(service.database_url, ids).values()) == {1}  # one result each, none lost or doubled
 
 
 def test_application_restart_finishes_queued_and_running_tasks(http: httpx.Client, token: dict[str, str], service: Service) -> None:
-    ids = _submit_many(service, token, 36)
+    ids = submit_many(service, token, 36)
     running, queued = _count(http, token, "running"), _count(http, token, "queued")
     serve.delete(APP)  # the whole application goes away with work queued and running
     service.deploy()
@@ -88,7 +57,7 @@ def test_application_restart_finishes_queued_and_running_tasks(http: httpx.Clien
           f"{sum(t['status'] == 'succeeded' for t in finished.values())}/{len(ids)} succeeded")
     assert running + queued > 0
     assert [t["status"] for t in finished.values()] == ["succeeded"] * len(ids)
-    assert set(_result_rows(service.database_url, ids).values()) == {1}
+    assert set(result_rows(service.database_url, ids).values()) == {1}
 
 
 def test_flood_beyond_the_queue_bound_is_refused_cleanly(http: httpx.Client, service: Service, token: dict[str, str]) -> None:
@@ -133,7 +102,7 @@ def test_replicas_killed_at_random_lose_no_task(http: httpx.Client, token: dict[
     """Chaos, seeded: a detector, a classifier, the dispatcher (with the leases of its batches)
     and the ingress die while work is queued and running; Serve replaces them and every task
     still succeeds, once."""
-    ids = _submit_many(service, token, 30)
+    ids = submit_many(service, token, 30)
     rng = random.Random(11)
     victims = rng.sample(["Detector", "Classifier", "Dispatcher", "Ingress"], 4)
     for deployment in victims:
@@ -145,14 +114,14 @@ def test_replicas_killed_at_random_lose_no_task(http: httpx.Client, token: dict[
     retried = sum(t["attempts"] > 1 for t in finished.values())
     print(f"\nkilled {', '.join(victims)}: {len(finished)}/{len(ids)} succeeded, {retried} needed another attempt")
     assert [t["status"] for t in finished.values()] == ["succeeded"] * len(ids)
-    assert set(_result_rows(service.database_url, ids).values()) == {1}
+    assert set(result_rows(service.database_url, ids).values()) == {1}
 
 
 def test_poison_task_fails_once_with_a_reason_and_blocks_nothing(http: httpx.Client, token: dict[str, str], service: Service) -> None:
     """A stored image the models cannot decode (it bypassed the upload checks, as rotten data
     would) fails on its first attempt with a reason, while the tasks batched with it succeed."""
     poison = run_outside_event_loop(asyncio.run, enqueue_poison(service.database_url, "admin"))
-    ids = _submit_many(service, token, 12)
+    ids = submit_many(service, token, 12)
     finished = wait_for(http, token, [poison, *ids], timeout_s=120)
     failed = finished.pop(poison)
     assert failed["status"] == "failed" and failed["attempts"] == 1

@@ -12,11 +12,10 @@ from pathlib import Path
 import httpx
 from ray import serve
 
-from tests.serve.conftest import APP, Service
-from tests.serve.support import API, held_out_image, wait_for
-from tests.serve.test_faults import _result_rows, _submit_many
+from tests.serve.support import API, APP, Service, held_out_image, result_rows, submit_many, wait_for
+from tests.support.paths import PROJECT_ROOT
 
-WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
+WEIGHTS = PROJECT_ROOT / "weights"
 PREVIOUS = WEIGHTS / "1.1.0"
 
 
@@ -51,11 +50,11 @@ def test_models_upgraded_and_rolled_back_live_lose_no_task(http: httpx.Client, t
     try:
         _deploy_models(service, PREVIOUS)
         assert _versions_of_a_new_task(http, token) == old
-        ids = _submit_many(service, token, 36)
+        ids = submit_many(service, token, 36)
         _deploy_models(service, WEIGHTS)  # while those tasks are queued and running
         finished = wait_for(http, token, ids, timeout_s=240)
         assert [t["status"] for t in finished.values()] == ["succeeded"] * len(ids)
-        assert set(_result_rows(service.database_url, ids).values()) == {1}  # none lost, none doubled
+        assert set(result_rows(service.database_url, ids).values()) == {1}  # none lost, none doubled
         seen = {(m["detector"], m["classifier"]) for m in (http.get(f"{API}/tasks/{i}/result", headers=token).json()["models"] for i in ids)}
         assert seen <= {(d, c) for d in (old["detector"], new["detector"]) for c in (old["classifier"], new["classifier"])}
         print(f"\nupgrade under load: {len(ids)}/{len(ids)} succeeded; results by models: {sorted(seen)}")

@@ -10,8 +10,7 @@ from pathlib import Path
 import httpx
 import ray
 
-from tests.serve.conftest import METRICS_PORT
-from tests.serve.support import API, held_out_image, submit, wait_for
+from tests.serve.support import API, METRICS_PORT, held_out_image, submit, wait_for
 
 METRICS = [
     "ray_primscene_tasks_created",

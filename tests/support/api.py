@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 import httpx
 
 API = "/api/v1"
+
+
+@dataclass
+class Users:
+    """Authorization headers of the first admin and two ordinary users (the `users` fixture)."""
+
+    admin: dict[str, str]
+    alice: dict[str, str]
+    bob: dict[str, str]
 
 
 async def login(client: httpx.AsyncClient, username: str, password: str) -> dict[str, str]:

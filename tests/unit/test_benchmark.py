@@ -14,8 +14,7 @@ from scripts.bench import raw
 from scripts.bench.load import percentiles
 from scripts.benchmark import make_images, serve_config
 from scripts.check_serve_config import check_file
-
-ROOT = Path(__file__).parents[1]
+from tests.support.paths import PROJECT_ROOT as ROOT
 
 
 @pytest.mark.parametrize("batching", [True, False])

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from serve_app.settings import Settings
+from tests.support.paths import PROJECT_ROOT
 
-README = Path(__file__).parents[1] / "README.md"
+README = PROJECT_ROOT / "README.md"
 
 
 def test_readme_configuration_table_matches_the_settings() -> None:

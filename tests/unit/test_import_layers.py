@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.support.paths import PROJECT_ROOT as ROOT
+
 OURS = {"serve_app", "deployments", "db", "primscene_client", "scripts", "tests"}
 # Each package, and the packages of ours it may import besides itself.
 ALLOWED = {

@@ -19,8 +19,9 @@ from deployments.detector_backends import RUNTIMES
 from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
 from deployments.vocabulary import PRIMITIVES, SCENES
 from scripts.datagen.dataset import DEFAULT_SEED, Item, sample
+from tests.support.paths import PROJECT_ROOT
 
-WEIGHTS = Path(__file__).parents[1] / "weights"
+WEIGHTS = PROJECT_ROOT / "weights"
 DETECTOR = WEIGHTS / "primitive-detector.pt"
 CLASSIFIER = WEIGHTS / "scene-classifier.pt"
 # Four images of every scene from the held-out test split.
@@ -160,7 +161,7 @@ def test_models_load_and_predict_without_any_network_call(tmp_path: Path) -> Non
         assert not attempts, attempts
         print("offline ok", len(found[0]), scenes[0].class_name)
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=Path(__file__).parents[1], timeout=300)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "offline ok" in result.stdout
 

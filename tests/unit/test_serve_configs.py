@@ -9,8 +9,9 @@ import pytest
 import yaml
 
 from scripts.check_serve_config import ConfigError, check, check_file
+from tests.support.paths import PROJECT_ROOT
 
-CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+CONFIGS = sorted((PROJECT_ROOT / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -19,7 +20,7 @@ def test_shipped_configs_are_valid(path: Path) -> None:
 
 
 def _local() -> dict:
-    return yaml.safe_load((Path(__file__).parents[1] / "configs" / "local.yaml").read_text())
+    return yaml.safe_load((PROJECT_ROOT / "configs" / "local.yaml").read_text())
 
 
 @pytest.mark.parametrize(
