@@ -4,7 +4,7 @@ refuse it with a 4xx whose detail names the problem.
 
     python scripts/hostile_images.py OUT_DIR   # writes the files, prints a markdown table
 
-tests/test_hostile_uploads.py submits every entry to `POST /api/v1/tasks` and runs the accepted
+tests/integration/test_hostile_uploads.py submits every entry to `POST /api/v1/tasks` and runs the accepted
 ones through the real model code. Pictures that are accepted carry one filled circle ("the
 shape") at a known place of the upright picture, so a test can check where it is found.
 """
