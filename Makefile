@@ -47,7 +47,7 @@ test: install postgres chromium
 	$(VENV)/bin/pytest
 
 # The tiers that need no Ray and no browser (tests/unit, tests/integration), over the cores:
-# under a minute. Installs nothing on the host; starts an installed PostgreSQL if it is stopped.
+# about 2¾ minutes on 2 cores. Installs nothing on the host; starts an installed PostgreSQL if it is stopped.
 test-fast: install
 	scripts/ensure_postgres.sh --no-install
 	$(VENV)/bin/pytest tests/unit tests/integration -n auto --dist loadfile
