@@ -11,9 +11,7 @@ does the same with `ray start` nodes, `serve deploy` of configs/cluster.yaml and
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,11 +22,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from db import migrate
 from scripts.chaos import checks
 from scripts.chaos.clients import wait_ready
-from tests.serve.support import API, TEST_ENVIRONMENT, held_out_image, wait_for
-from tests.support.databases import ADMIN_PASSWORD, fresh_postgres_database, run_outside_event_loop
+from tests.serve.support import API, free_port, held_out_image, test_environment, wait_for
+from tests.support.databases import ADMIN_PASSWORD, migrated_postgres_database, run_outside_event_loop
 
 APP = "primscene"
 DATABASE = "primscene_test_multinode"
@@ -46,12 +43,6 @@ class TwoNodes:
     head_id: str
     second: object  # ray._private.node.Node
     second_id: str
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _AddressFile:
@@ -81,46 +72,38 @@ def two_nodes() -> Iterator[TwoNodes]:
 
         serve.shutdown()
         ray.shutdown()
-    saved = {k: os.environ.get(k) for k in TEST_ENVIRONMENT}
-    os.environ.update(TEST_ENVIRONMENT)
-    temp_dir = tempfile.mkdtemp(prefix="ray-mn-", dir="/tmp")  # short: Ray's socket paths have a length limit
-    address_file = _AddressFile()
-    cluster = Cluster(
-        initialize_head=True,
-        head_node_args={
-            "num_cpus": 2, "resources": {"head": 1, SLOT: 1}, "temp_dir": temp_dir, "include_dashboard": True,
-            "object_store_memory": 100 * 2**20, "_system_config": FAST_NODE_FAILURE,
-            "dashboard_agent_listen_port": _free_port(),  # not Ray's fixed default, which another cluster here may hold
-        },
-    )
-    address_file.restore()
-    try:
-        # Connected while the head is the only node: the driver attaches to it, so removing the
-        # second node spares the driver.
-        ray.init(address=cluster.address, log_to_driver=False)
-        second = cluster.add_node(num_cpus=2, resources={"node2": 1, SLOT: 1}, object_store_memory=100 * 2**20)
-        cluster.wait_for_nodes()
-        yield TwoNodes(cluster, cluster.head_node.node_id, second, second.node_id)
-    finally:
-        from ray import serve
-
-        serve.shutdown()
-        ray.shutdown()
-        cluster.shutdown()
+    with test_environment():
+        temp_dir = tempfile.mkdtemp(prefix="ray-mn-", dir="/tmp")  # short: Ray's socket paths have a length limit
+        address_file = _AddressFile()
+        cluster = Cluster(
+            initialize_head=True,
+            head_node_args={
+                "num_cpus": 2, "resources": {"head": 1, SLOT: 1}, "temp_dir": temp_dir, "include_dashboard": True,
+                "object_store_memory": 100 * 2**20, "_system_config": FAST_NODE_FAILURE,
+                "dashboard_agent_listen_port": free_port(),  # not Ray's fixed default, which another cluster here may hold
+            },
+        )
         address_file.restore()
-        shutil.rmtree(temp_dir, ignore_errors=True)
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+        try:
+            # Connected while the head is the only node: the driver attaches to it, so removing the
+            # second node spares the driver.
+            ray.init(address=cluster.address, log_to_driver=False)
+            second = cluster.add_node(num_cpus=2, resources={"node2": 1, SLOT: 1}, object_store_memory=100 * 2**20)
+            cluster.wait_for_nodes()
+            yield TwoNodes(cluster, cluster.head_node.node_id, second, second.node_id)
+        finally:
+            from ray import serve
+
+            serve.shutdown()
+            ray.shutdown()
+            cluster.shutdown()
+            address_file.restore()
+            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
 def database_url() -> str:
-    url = run_outside_event_loop(asyncio.run, fresh_postgres_database(DATABASE))
-    run_outside_event_loop(migrate.upgrade, url)
-    return url
+    return migrated_postgres_database(DATABASE)
 
 
 def _deploy(database_url: str, data_dir: Path) -> str:
@@ -145,7 +128,7 @@ def _deploy(database_url: str, data_dir: Path) -> str:
     settings = args.settings()
     dispatcher = DispatcherDeployment.options(ray_actor_options={"num_cpus": 0.1, "resources": on_head}).bind(settings, detector, classifier)
     app = Ingress.options(ray_actor_options={"num_cpus": 0.2, "resources": on_head}).bind(settings, detector, classifier, dispatcher)
-    port = _free_port()
+    port = free_port()
     # One proxy, on the head: this test is about the model replicas (the script covers a proxy per node).
     serve.start(proxy_location="HeadOnly", http_options={"host": "127.0.0.1", "port": port})
     serve.run(app, name=APP, route_prefix="/", blocking=False)

@@ -3,49 +3,37 @@ with the shipped models, reached over real HTTP."""
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from db import migrate
-from tests.serve.support import DATABASE, METRICS_PORT, TEST_ENVIRONMENT, Service, free_port
-from tests.support.databases import ADMIN_PASSWORD, fresh_postgres_database, run_outside_event_loop
+from tests.serve.support import DATABASE, METRICS_PORT, Service, free_port, test_environment
+from tests.support.databases import ADMIN_PASSWORD, migrated_postgres_database
 
 
 @pytest.fixture(scope="package")
 def ray_cluster() -> Iterator[None]:
     import ray
 
-    saved = {k: os.environ.get(k) for k in TEST_ENVIRONMENT}
-    os.environ.update(TEST_ENVIRONMENT)
-    # Logical CPUs: replicas ask for fractions; the real work shares the machine's cores.
-    # Metrics exported on a known port, every second, as Ray Serve's own tests do.
-    ray.init(
-        num_cpus=4, include_dashboard=False, object_store_memory=150 * 2**20, log_to_driver=False,
-        _metrics_export_port=METRICS_PORT, _system_config={"metrics_report_interval_ms": 1000},
-    )
-    yield
-    from ray import serve
+    with test_environment():
+        # Logical CPUs: replicas ask for fractions; the real work shares the machine's cores.
+        # Metrics exported on a known port, every second, as Ray Serve's own tests do.
+        ray.init(
+            num_cpus=4, include_dashboard=False, object_store_memory=150 * 2**20, log_to_driver=False,
+            _metrics_export_port=METRICS_PORT, _system_config={"metrics_report_interval_ms": 1000},
+        )
+        yield
+        from ray import serve
 
-    serve.shutdown()
-    ray.shutdown()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+        serve.shutdown()
+        ray.shutdown()
 
 
 @pytest.fixture(scope="package")
 def database_url() -> str:
-    import asyncio
-
-    url = run_outside_event_loop(asyncio.run, fresh_postgres_database(DATABASE))
-    run_outside_event_loop(migrate.upgrade, url)
-    return url
+    return migrated_postgres_database(DATABASE)
 
 
 @pytest.fixture(scope="package")

@@ -6,10 +6,13 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from db.engine import create_engine
@@ -33,6 +36,15 @@ TEST_ENVIRONMENT = {
     "PRIMSCENE_RESCUE_INTERVAL_S": "1",
     "PRIMSCENE_MAX_ATTEMPTS": "5",
 }
+
+
+@contextmanager
+def test_environment() -> Iterator[None]:
+    """TEST_ENVIRONMENT set for the replicas a test cluster starts; the old values back after."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in TEST_ENVIRONMENT.items():
+            patch.setenv(key, value)
+        yield
 
 
 def free_port() -> int:

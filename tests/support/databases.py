@@ -6,12 +6,14 @@ PRIMSCENE_TEST_POSTGRES_URL. SQLite is a file in the session's temporary directo
 
 from __future__ import annotations
 
+import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from sqlalchemy import text
 
+from db import migrate
 from db.engine import create_engine, recreate_postgres_database
 from serve_app.settings import (
     AuthSettings,
@@ -45,6 +47,13 @@ async def fresh_postgres_database(name: str) -> str:
     """Drop and create a database next to the test database; returns its URL (not migrated)."""
     url = f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
     await recreate_postgres_database(url)
+    return url
+
+
+def migrated_postgres_database(name: str) -> str:
+    """A fresh database next to the test database, migrated to head; returns its URL."""
+    url = run_outside_event_loop(asyncio.run, fresh_postgres_database(name))
+    run_outside_event_loop(migrate.upgrade, url)
     return url
 
 
