@@ -5,21 +5,27 @@ file is looked for)."""
 from __future__ import annotations
 
 import io
+from functools import cache
+from types import ModuleType
+
+import cv2
+import numpy as np
+from PIL import Image
 
 from deployments import offline
+from deployments.contract import Primitive, Scene
+from deployments.images import to_rgb
 
-# Ultralytics reads its settings when first imported, so the offline ones go first; hence the
-# E402 (import not at the top) on the imports below.
-offline.configure_ultralytics()
 
-import cv2  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from ultralytics.utils import ops  # noqa: E402
-from ultralytics.utils.plotting import Annotator, colors  # noqa: E402
+@cache
+def _ultralytics() -> tuple[ModuleType, ModuleType]:
+    """Ultralytics' `ops` and `plotting`, imported on the first picture drawn: they bring torch
+    (over a second to import), which the rest of the API does not need. Ultralytics reads its
+    settings when first imported, so the offline ones go first."""
+    offline.configure_ultralytics()
+    from ultralytics.utils import ops, plotting
 
-from deployments.contract import Primitive, Scene  # noqa: E402
-from deployments.images import to_rgb  # noqa: E402
+    return ops, plotting
 
 
 def corners_px(primitives: list[Primitive], width: int, height: int) -> np.ndarray:
@@ -27,6 +33,7 @@ def corners_px(primitives: list[Primitive], width: int, height: int) -> np.ndarr
     xywhr = np.array(
         [[p.x * width, p.y * height, p.width * width, p.height * height, p.rotation] for p in primitives], dtype=np.float32
     ).reshape(-1, 5)
+    ops, _ = _ultralytics()
     return ops.xywhr2xyxyxyxy(xywhr)
 
 
@@ -34,10 +41,11 @@ def render_png(image: bytes, primitives: list[Primitive], scene: Scene) -> bytes
     """PNG bytes of the annotated picture. Blocking: run it in a worker thread."""
     picture = to_rgb(image)
     bgr = np.ascontiguousarray(np.asarray(picture)[:, :, ::-1])
-    annotator = Annotator(bgr, pil=False)
+    _, plotting = _ultralytics()
+    annotator = plotting.Annotator(bgr, pil=False)
     for primitive, corners in zip(primitives, corners_px(primitives, *picture.size)):
         label = f"{primitive.class_name} {primitive.confidence:.2f}"
-        annotator.box_label(corners, label, color=colors(primitive.class_id, bgr=True))
+        annotator.box_label(corners, label, color=plotting.colors(primitive.class_id, bgr=True))
     # OpenCV writes text above its baseline point: put the baseline one text height down so the
     # scene label (and its box) sits inside the picture's top-left corner.
     label = f"{scene.class_name} {scene.confidence:.2f}"

@@ -1,15 +1,13 @@
 """Hostile uploads (scripts/hostile_images.py): each one is either processed, upright, or refused
-with a 4xx whose detail names the problem; a refusal stores nothing; the real model code that the
-replicas run takes every accepted one without raising; and an oversized body sent slowly is cut
-off at the limit without being held in memory.
+with a 4xx whose detail names the problem; a refusal stores nothing; and an oversized body sent
+slowly is cut off at the limit without being held in memory. (What the replicas' model code makes
+of the same corpus: tests/unit/test_hostile_images_in_models.py.)
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import tracemalloc
-from functools import cache
 from pathlib import Path
 
 import httpx
@@ -18,17 +16,12 @@ from asgi_lifespan import LifespanManager
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from deployments.classifier import Classifier
-from deployments.contract import ImageRejected
-from deployments.detector import Detector
-from deployments.images import to_rgb
-from deployments.vocabulary import SCENES
-from scripts.hostile_images import Hostile, corpus
+from scripts.hostile_images import Hostile
 from serve_app.api import create_app
-from serve_app.app import AppArgs
 from serve_app.settings import LimitsSettings, Settings
 from tests.support.api import API, Users, login, wait_until_finished
 from tests.support.databases import make_settings
+from tests.support.hostile import corpus_for, found_at
 from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
 
 # The corrupt-EXIF entries make Pillow warn while it skips the broken tags: expected here.
@@ -36,19 +29,6 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:Corrupt EXIF data:UserWarning"),
     pytest.mark.filterwarnings("ignore:Tag data larger than file:UserWarning"),
 ]
-
-# How far (as a fraction of the picture) a found shape's centre may be from where it was drawn.
-SHAPE_TOLERANCE = 0.04
-
-
-@cache
-def hostile(max_upload_bytes: int, max_image_pixels: int) -> tuple[Hostile, ...]:
-    return tuple(corpus(max_upload_bytes, max_image_pixels))
-
-
-def corpus_for(limits: LimitsSettings) -> tuple[Hostile, ...]:
-    return hostile(limits.max_upload_bytes, limits.max_image_pixels)
-
 
 async def send(client: httpx.AsyncClient, headers: dict[str, str], entry: Hostile) -> httpx.Response:
     return await client.post(f"{API}/tasks", files={"image": (entry.filename, entry.data, entry.content_type)}, headers=headers)
@@ -63,10 +43,6 @@ async def stored_rows(engine: AsyncEngine) -> dict[str, int]:
 
 
 NOTHING_STORED = {"tasks": 0, "task_inputs": 0, "primitives": 0, "scene_results": 0}
-
-
-def found_at(primitives: list[dict], where: tuple[float, float]) -> bool:
-    return any(math.dist((p["x"], p["y"]), where) <= SHAPE_TOLERANCE for p in primitives)
 
 
 def test_the_corpus_covers_what_the_issue_asks_for() -> None:
@@ -135,73 +111,6 @@ async def test_accepted_uploads_are_processed_upright(
     assert not wrong, "\n".join(wrong)
     rows = await stored_rows(engine)
     assert rows["tasks"] == rows["task_inputs"] == rows["scene_results"] == len(entries)
-
-
-# ---------------------------------------------------------------------------------------------
-# The real model code of the replicas (Detector / Classifier deployments), in-process, no Ray
-
-
-@pytest.fixture(scope="module")
-def served_models() -> tuple[Detector, Classifier]:
-    """The deployments' classes as the Serve app builds them (served default runtime and weights);
-    niceness 0 so that the test process keeps its priority."""
-    args = AppArgs()
-    detector = Detector.func_or_class(str(args.detector_weights), args.runtime, 1, 0)
-    classifier = Classifier.func_or_class(str(args.classifier_weights), 1, 0)
-    return detector, classifier
-
-
-def box_corners(p, width: int, height: int) -> list[tuple[float, float]]:
-    """Corners, in pixels, of an oriented box given as the API gives it (normalised xywhr)."""
-    cx, cy, w, h = p.x * width, p.y * height, p.width * width, p.height * height
-    cos, sin = math.cos(p.rotation), math.sin(p.rotation)
-    return [(cx + dx * cos - dy * sin, cy + dx * sin + dy * cos) for dx in (-w / 2, w / 2) for dy in (-h / 2, h / 2)]
-
-
-def test_real_models_take_every_accepted_upload(served_models) -> None:
-    detector, classifier = served_models
-    entries = [e for e in corpus_for(LimitsSettings()) if e.accepted]
-    assert detector.model.config.runtime == "openvino_int8"  # what configs/*.yaml serve
-    wrong = []
-    batch = 8  # the replicas' max_batch_size: one hostile image must not spoil its batch-mates
-    for start in range(0, len(entries), batch):
-        group = entries[start : start + batch]
-        images = [e.data for e in group]
-        detections = detector.predict_batch(images)
-        scenes = classifier.predict_batch(images, [getattr(d, "primitives", None) or [] for d in detections])
-        for entry, detection, scene in zip(group, detections, scenes):
-            if isinstance(detection, ImageRejected) or isinstance(scene, ImageRejected):
-                wrong.append(f"{entry.name}: rejected by the models: {detection if isinstance(detection, ImageRejected) else scene}")
-                continue
-            width, height = entry.size
-            decoded = to_rgb(entry.data).size
-            if decoded != (width, height):
-                wrong.append(f"{entry.name}: decoded as {decoded}, upright it is {entry.size}")
-            slack = 0.02 * max(width, height)
-            for p in detection.primitives:
-                if not all(-slack <= x <= width + slack and -slack <= y <= height + slack for x, y in box_corners(p, width, height)):
-                    wrong.append(f"{entry.name}: box outside the {width}×{height} picture: {p}")
-            strong = [p.model_dump() for p in detection.primitives if p.confidence >= 0.5]
-            if entry.shape_at and not found_at(strong, entry.shape_at):
-                wrong.append(f"{entry.name}: shape not found at {entry.shape_at}: {detection.primitives[:3]}")
-            if scene.scene is None or scene.scene.class_name not in SCENES:
-                wrong.append(f"{entry.name}: no scene ({scene})")
-    assert not wrong, "\n".join(wrong)
-
-
-def test_replica_decoding_of_refused_uploads_fails_cleanly_if_one_ever_gets_there() -> None:
-    """Defence in depth: the ingress refuses these, but should one reach a replica (e.g. stored
-    under an older, looser limit) its decoding gives either a picture or ImageRejected, which
-    fails the task at once; never another error, which would be retried."""
-    wrong = []
-    for entry in (e for e in corpus_for(LimitsSettings()) if not e.accepted):
-        try:
-            to_rgb(entry.data)
-        except ImageRejected:
-            pass
-        except Exception as exc:  # any exception at all: that is what the test looks for
-            wrong.append(f"{entry.name}: {type(exc).__name__}: {exc}")
-    assert not wrong, "\n".join(wrong)
 
 
 # ---------------------------------------------------------------------------------------------
