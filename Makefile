@@ -46,8 +46,11 @@ lint: install
 test: install postgres chromium
 	$(VENV)/bin/pytest
 
-# The tiers that need no Ray and no browser (tests/unit, tests/integration), over the cores:
-# about 2¾ minutes on 2 cores. Installs nothing on the host; starts an installed PostgreSQL if it is stopped.
+# The tiers that need no Ray and no browser (tests/unit, tests/integration), one file per worker,
+# a worker more than the cores (some tests wait on timers): about 1:13 on 2 cores (tests/README.md).
+# No fuzzing in these tiers, so Hypothesis' and Schemathesis' plugins stay unloaded. Installs
+# nothing on the host; starts an installed PostgreSQL if it is stopped.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test-fast: install
 	scripts/ensure_postgres.sh --no-install
-	$(VENV)/bin/pytest tests/unit tests/integration -n auto --dist loadfile
+	$(VENV)/bin/pytest tests/unit tests/integration -n $(TEST_WORKERS) --dist loadfile -p no:hypothesispytest -p no:schemathesis

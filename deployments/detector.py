@@ -12,11 +12,11 @@ from ray import serve
 from deployments.batching import one_outcome, predict_decodable
 from deployments.contract import ImageRejected, ModelInfo, ModelPrediction
 from deployments.cpu import share_cpu
-from deployments.detector_backends import Runtime
 from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
 from deployments.health import CHECK_PICTURE, KnownAnswer
 from deployments.images import WARM_UP_IMAGE, ImageInput
 from deployments.metrics import BatchMetrics
+from deployments.runtimes import Runtime
 from deployments.user_config import DetectorUserConfig
 
 WARM_UP_BATCHES = 8  # batch sizes prepared at start: up to the dispatcher's default batch

@@ -10,13 +10,12 @@ and runs a batch as one inference.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Protocol
 
 import numpy as np
 import torch
 
-Runtime = Literal["pytorch", "onnx", "openvino", "openvino_int8"]
-RUNTIMES: tuple[Runtime, ...] = ("pytorch", "onnx", "openvino", "openvino_int8")
+from deployments.runtimes import Runtime
 
 
 def weights_for(checkpoint: Path, runtime: Runtime) -> Path:

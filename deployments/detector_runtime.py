@@ -17,8 +17,9 @@ import numpy as np
 
 from deployments import offline
 from deployments.contract import ModelInfo, Primitive
-from deployments.detector_backends import Runtime, load_backend
+from deployments.detector_backends import load_backend
 from deployments.images import ImageInput, to_rgb
+from deployments.runtimes import Runtime
 
 
 @dataclass(frozen=True)

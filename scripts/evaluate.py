@@ -29,8 +29,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file fr
 
 from deployments import offline
 from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
-from deployments.detector_backends import RUNTIMES, weights_for
+from deployments.detector_backends import weights_for
 from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
+from deployments.runtimes import RUNTIMES
 from deployments.vocabulary import PRIMITIVES, SCENES
 from scripts.datagen.dataset import DEFAULT_COUNTS, DEFAULT_SEED, read_split, write_dataset
 from scripts.foreign import render as foreign

@@ -14,7 +14,7 @@ from ray.serve.deployment import Deployment
 
 from deployments.classifier import Classifier
 from deployments.detector import Detector
-from deployments.detector_backends import Runtime
+from deployments.runtimes import Runtime
 from serve_app.dispatcher_deployment import DispatcherDeployment
 from serve_app.ingress import Ingress
 from serve_app.settings import DatabaseSettings, GeneralSettings, LimitsSettings, Settings

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
-from deployments.detector_backends import RUNTIMES, load_backend
-from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
+from deployments.runtimes import RUNTIMES
+
+# The model code is imported by the functions that run it: the benchmark's report and the tests
+# import this module for `best` and `BATCH_SIZES` without paying for torch.
+if TYPE_CHECKING:
+    from deployments.classifier_runtime import SceneClassifier
+    from deployments.detector_runtime import PrimitiveDetector
 
 BATCH_SIZES = (1, 4, 8)
 
@@ -28,6 +32,8 @@ def _images_per_s(run, images: list[bytes], batch: int, repeats: int) -> tuple[f
 
 def network_ms(weights: Path, threads: int, imgsz: int, repeats: int = 30) -> dict[str, float]:
     """Milliseconds per image of the detector network alone (one letterboxed 1×3×S×S input)."""
+    from deployments.detector_backends import load_backend
+
     batch = np.random.default_rng(0).random((1, 3, imgsz, imgsz), dtype=np.float32)
     out = {}
     for runtime in RUNTIMES:
@@ -44,6 +50,11 @@ def network_ms(weights: Path, threads: int, imgsz: int, repeats: int = 30) -> di
 def measure(weights: Path, images: list[bytes], thread_counts: tuple[int, ...], repeats: int = 1) -> dict:
     """images/s of the detector alone and of the whole pipeline (decode, detect, classify), for
     each runtime, thread count and batch size; the uploads' encoded bytes go in, as in the service."""
+    import torch
+
+    from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
+    from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
+
     results: dict = {}
     for threads in thread_counts:
         torch.set_num_threads(threads)  # the classifier's (and PyTorch detector's) threads

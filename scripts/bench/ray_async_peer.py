@@ -55,10 +55,8 @@ from ray.serve import Application
 from ray.serve.schema import CeleryAdapterConfig, TaskProcessorConfig, TaskResult
 from ray.serve.task_consumer import instantiate_adapter_from_config, task_consumer, task_handler
 
-from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
 from deployments.contract import ImageRejected
 from deployments.cpu import share_cpu
-from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
 from deployments.images import WARM_UP_IMAGE
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "weights"
@@ -125,6 +123,11 @@ class Pipeline:
     """The handler's work without Ray or Celery: base64 JPEG in, JSON-able result out."""
 
     def __init__(self, threads: int = 1) -> None:
+        # The models are imported here, where they run: the ingress replica imports this module
+        # too and needs no torch (over a second to import, and memory in every replica).
+        from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
+        from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
+
         self.detector = PrimitiveDetector(DetectorConfig(WEIGHTS / "primitive-detector.pt", runtime="openvino_int8", threads=threads))
         self.classifier = SceneClassifier(ClassifierConfig(WEIGHTS / "scene-classifier.pt"))
         # One compiled OpenVINO model hangs when several threads call it at once; Celery's

@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 
 from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
-from deployments.detector_backends import RUNTIMES
 from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
+from deployments.runtimes import RUNTIMES
 from scripts.datagen.dataset import read_split, write_dataset
 from scripts.train_detector import train
 from tests.support.paths import PROJECT_ROOT as ROOT

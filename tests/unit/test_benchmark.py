@@ -9,7 +9,7 @@ import httpx
 import pytest
 import yaml
 
-from deployments.detector_backends import RUNTIMES
+from deployments.runtimes import RUNTIMES
 from scripts.bench import raw
 from scripts.bench.load import percentiles
 from scripts.benchmark import make_images, serve_config

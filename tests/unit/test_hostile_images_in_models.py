@@ -7,16 +7,19 @@ somehow reached a replica fails cleanly. (The API side: tests/integration/test_h
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import pytest
 
-from deployments.classifier import Classifier
 from deployments.contract import ImageRejected
-from deployments.detector import Detector
 from deployments.images import to_rgb
 from deployments.vocabulary import SCENES
 from serve_app.settings import LimitsSettings
 from tests.support.hostile import corpus_for, found_at
+
+if TYPE_CHECKING:  # imported by the fixtures (tests/unit/conftest.py says why)
+    from deployments.classifier import Classifier
+    from deployments.detector import Detector
 
 # The corrupt-EXIF entries make Pillow warn while it skips the broken tags: expected here.
 pytestmark = [

@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
-from deployments.classifier import Classifier
 from deployments.contract import ImageRejected
-from deployments.detector import Detector
+
+if TYPE_CHECKING:  # imported by the fixtures (tests/unit/conftest.py says why)
+    from deployments.classifier import Classifier
+    from deployments.detector import Detector
 
 
 def test_deployment_batch_functions_without_ray(deployed_detector: Detector, deployed_classifier: Classifier, samples) -> None:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from deployments.classifier_runtime import SceneClassifier
-from deployments.detector_runtime import PrimitiveDetector
 from deployments.vocabulary import PRIMITIVES
+
+if TYPE_CHECKING:  # imported by the fixtures (tests/unit/conftest.py says why)
+    from deployments.classifier_runtime import SceneClassifier
+    from deployments.detector_runtime import PrimitiveDetector
 
 
 def _truth(s) -> list[tuple[str, float, float, float]]:

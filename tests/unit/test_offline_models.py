@@ -7,7 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from deployments.detector_backends import RUNTIMES
+from deployments.runtimes import RUNTIMES
 from tests.support.models import CLASSIFIER, DETECTOR
 from tests.support.paths import PROJECT_ROOT
 

@@ -4,17 +4,22 @@ held-out pictures, within the tolerance stated in the model card."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 
 from deployments.contract import Primitive
-from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
 from tests.support.models import DETECTOR
+
+if TYPE_CHECKING:  # imported by the fixtures (tests/unit/conftest.py says why)
+    from deployments.detector_runtime import PrimitiveDetector
 
 
 @pytest.fixture(scope="module", params=["onnx", "openvino", "openvino_int8"])
 def exported_detector(request) -> PrimitiveDetector:
+    from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
+
     return PrimitiveDetector(DetectorConfig(DETECTOR, runtime=request.param))
 
 
