@@ -53,6 +53,8 @@ class _AddressFile:
         from ray._common.utils import get_ray_address_file
 
         self.path = Path(get_ray_address_file(None))
+        # `Cluster` fails writing it where no Ray has run before and made that dir (a new machine).
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.saved = self.path.read_text() if self.path.exists() else None
 
     def restore(self) -> None:
