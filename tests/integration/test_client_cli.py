@@ -13,18 +13,16 @@ import io
 import json
 import socket
 import stat
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-import uvicorn
 from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
 from PIL import Image
 from typer.testing import CliRunner, Result
 
@@ -32,48 +30,28 @@ import primscene_client as ps
 from db import users
 from db.engine import create_engine, session_factory
 from primscene_client.cli import app as cli_app
-from serve_app.api import create_app
 from serve_app.security import TokenCodec
 from serve_app.settings import Settings
+from tests.support.apps import make_app
 from tests.support.databases import ADMIN_PASSWORD, make_settings
 from tests.support.images import encode, rectangle_image
-from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
+from tests.support.live_server import live_server
+from tests.support.pipeline import BoundingBoxPipeline
 
 API = "/api/v1"
 ALICE = ("alice", "alice-password-1")
 BOB = ("bob", "bob-password-123")
 NARROW_WIDTH = 20  # the test pipeline fails images narrower than this, as a model refuses one
 GARBAGE = b"this is a text file, not an image\n" * 4
-SQLITE_ONLY = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+SQLITE_ONLY = pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def pipeline() -> BoundingBoxPipeline:
     return BoundingBoxPipeline(reject_below_width=NARROW_WIDTH)
 
 
 # A real server ----------------------------------------------------------------------------------
-
-
-@contextmanager
-def serving(settings: Settings, pipeline: BoundingBoxPipeline) -> Iterator[str]:
-    """The test app under uvicorn on 127.0.0.1, in a thread with its own event loop; yields its URL."""
-    app = create_app(settings, models=BoundingBoxCatalog(), pipeline=pipeline)
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the test server did not start"
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        sock.close()
 
 
 @pytest.fixture(scope="session")
@@ -97,8 +75,8 @@ async def seeded(settings: Settings, password_hashes: dict[str, str]) -> dict[st
 
 
 @pytest.fixture
-def server(settings: Settings, pipeline: BoundingBoxPipeline, seeded: dict[str, uuid.UUID]) -> Iterator[str]:
-    with serving(settings, pipeline) as url:
+def server(app: FastAPI, seeded: dict[str, uuid.UUID]) -> Iterator[str]:
+    with live_server(app) as url:
         yield url
 
 
@@ -432,10 +410,9 @@ def test_a_server_that_is_not_running_is_named(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-async def asgi_app(settings: Settings, pipeline: BoundingBoxPipeline) -> AsyncIterator[httpx.ASGITransport]:
-    app = create_app(settings, models=BoundingBoxCatalog(), pipeline=pipeline)
-    async with LifespanManager(app) as manager:
-        yield httpx.ASGITransport(app=manager.app)
+async def asgi_app(app: FastAPI, settings: Settings) -> AsyncIterator[httpx.ASGITransport]:
+    async with LifespanManager(app):
+        yield httpx.ASGITransport(app=app)
 
 
 async def test_async_client_flow_and_errors(asgi_app: httpx.ASGITransport) -> None:
@@ -523,7 +500,7 @@ def test_sync_client_against_a_real_server(server: str, accounts: dict, tmp_path
 @SQLITE_ONLY
 def test_busy_service_and_wait_timeout(database_url: str, tmp_path: Path, seeded: dict[str, uuid.UUID]) -> None:
     settings = make_settings(database_url, tmp_path, max_queued_per_user=1, retry_after_s=3)
-    with serving(settings, BoundingBoxPipeline(delay_s=1.5)) as url, ps.Client(url) as me:
+    with live_server(make_app(settings, BoundingBoxPipeline(delay_s=1.5))) as url, ps.Client(url) as me:
         me.login("admin", ADMIN_PASSWORD)
         first = me.submit(rectangle_image())
         with pytest.raises(ps.Busy, match="unfinished tasks") as busy:

@@ -29,8 +29,12 @@ from tests.support.images import rectangle_image
 from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
 from tests.support.tcp_proxy import CuttableProxy
 
-OUTAGE_S = 3.0
+OUTAGE_S = 1.5
 ANSWER_WITHIN_S = 5.0
+# Tasks whose outcome could not be stored during the outage run again once their lease has
+# expired and a rescue round has seen it: short timers, so the test need not wait for defaults.
+LEASE_S = 2.0
+RESCUE_INTERVAL_S = 0.5
 
 
 @pytest.fixture
@@ -40,6 +44,7 @@ async def client_via_proxy(
     await empty_tables(postgres_url)
     url = make_url(postgres_url).set(port=postgres_proxy.port).render_as_string(hide_password=False)
     settings = make_settings(url, tmp_path)
+    settings.queue = settings.queue.model_copy(update={"lease_s": LEASE_S, "rescue_interval_s": RESCUE_INTERVAL_S})
     app = create_app(settings, models=BoundingBoxCatalog(), pipeline=BoundingBoxPipeline(delay_s=0.5))
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(app=manager.app)

@@ -182,7 +182,7 @@ async def test_dispatcher_wakes_promptly_when_told(sessions) -> None:
         await dispatcher.stop()
 
 
-@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("backend_url", ["postgresql"], indirect=True)
 async def test_postgres_notify_wakes_an_idle_dispatcher(sessions, database_url: str) -> None:
     """A task enqueued by another process starts without waiting for the next poll."""
     from db.notify import TaskListener

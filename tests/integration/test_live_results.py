@@ -10,21 +10,21 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import numpy as np
 import pytest
+from fastapi import FastAPI
 from PIL import Image
 
-from serve_app.api import create_app
 from serve_app.settings import Settings
 from tests.support.api import API, Users, create_user, login, submit, wait_until_finished
 from tests.support.databases import ADMIN_PASSWORD
 from tests.support.images import rectangle_image
 from tests.support.live_server import live_server
-from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
+from tests.support.pipeline import BoundingBoxPipeline
 
 ORDER = ["queued", "running", "succeeded"]
 BOX = (50, 20, 150, 60)  # the red rectangle of `rectangle_image()`, inclusive
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def pipeline() -> BoundingBoxPipeline:
     return BoundingBoxPipeline(delay_s=0.3)  # slow enough to see `running`
 
@@ -80,8 +80,8 @@ async def test_task_events_answer_like_the_task_route_for_strangers(client: http
 
 
 @pytest.fixture
-def live_url(settings: Settings, pipeline: BoundingBoxPipeline) -> Iterator[str]:
-    with live_server(create_app(settings, models=BoundingBoxCatalog(), pipeline=pipeline)) as url:
+def live_url(app: FastAPI, settings: Settings) -> Iterator[str]:
+    with live_server(app) as url:
         yield url
 
 

@@ -14,7 +14,7 @@ from db.engine import create_engine, session_factory
 from db.models import Task
 from tests.support.queue import age_leases, enqueue_many, make_user
 
-pytestmark = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+pytestmark = pytest.mark.parametrize("backend_url", ["postgresql"], indirect=True)
 
 TASKS = 200
 CLAIMERS = 8

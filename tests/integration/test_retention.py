@@ -7,10 +7,10 @@ import asyncio
 import time
 import uuid
 from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from sqlalchemy import func, select, update
 
 from db.engine import SessionFactory
@@ -18,16 +18,17 @@ from db.models import Primitive, SceneResult, Task, TaskInput
 from db.types import utcnow
 from serve_app.settings import Settings
 from tests.support.api import API, Users, submit, wait_until_finished
+from tests.support.apps import make_app
 from tests.support.databases import make_settings
 from tests.support.images import rectangle_image
 
 RETENTION_DAYS = 30
 
 
-@pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+@pytest.fixture(scope="module")
+def app_settings(backend_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return make_settings(
-        database_url, tmp_path, retention={"retention_days": RETENTION_DAYS, "housekeeping_interval_s": 0.1}
+        backend_url, tmp_path_factory.mktemp("data"), retention={"retention_days": RETENTION_DAYS, "housekeeping_interval_s": 0.1}
     )
 
 
@@ -106,9 +107,15 @@ async def test_unfinished_tasks_are_kept_however_old(users: Users, sessions: Ses
 
 
 class TestWithoutRetention:
-    @pytest.fixture
-    def settings(self, database_url: str, tmp_path: Path) -> Settings:
-        return make_settings(database_url, tmp_path, retention={"housekeeping_interval_s": 0.1})
+    """With an app of its own, that has no retention set."""
+
+    @pytest.fixture(scope="class")
+    def app_settings(self, backend_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+        return make_settings(backend_url, tmp_path_factory.mktemp("data"), retention={"housekeeping_interval_s": 0.1})
+
+    @pytest.fixture(scope="class")
+    def app(self, app_settings: Settings) -> FastAPI:
+        return make_app(app_settings)
 
     async def test_tasks_are_kept_when_no_retention_is_set(
         self, client: httpx.AsyncClient, users: Users, sessions: SessionFactory

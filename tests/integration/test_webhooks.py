@@ -11,7 +11,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 import httpx
 import pytest
@@ -50,8 +49,8 @@ class Receiver:
         return app
 
 
-@pytest.fixture
-def receiver() -> Iterator[Receiver]:
+@pytest.fixture(scope="module")
+def receiver_server() -> Iterator[Receiver]:
     receiver = Receiver()
     with live_server(receiver.app()) as url:
         receiver.url = url
@@ -59,10 +58,19 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path, receiver: Receiver) -> Settings:
-    settings = make_settings(database_url, tmp_path)
+def receiver(receiver_server: Receiver, client: httpx.AsyncClient) -> Receiver:
+    """The file's receiver, with nothing planned or received yet (after the last test's tables,
+    and so its deliveries, are gone)."""
+    receiver_server.plan.clear()
+    receiver_server.received.clear()
+    return receiver_server
+
+
+@pytest.fixture(scope="module")
+def app_settings(backend_url: str, tmp_path_factory: pytest.TempPathFactory, receiver_server: Receiver) -> Settings:
+    settings = make_settings(backend_url, tmp_path_factory.mktemp("data"))
     settings.webhooks = WebhookSettings(
-        webhook_allowed_hosts=receiver.url.removeprefix("http://"),
+        webhook_allowed_hosts=receiver_server.url.removeprefix("http://"),
         webhook_max_attempts=MAX_ATTEMPTS,
         webhook_retry_backoff_s=0.2,
         webhook_poll_interval_s=0.05,
@@ -155,8 +163,10 @@ async def test_callbacks_outside_the_allow_list_are_refused_and_nothing_is_store
         assert await connection.scalar(select(func.count()).select_from(Task)) == 0
 
 
-async def test_without_an_allow_list_webhooks_are_off(client: httpx.AsyncClient, users: Users, settings: Settings) -> None:
-    settings.webhooks.webhook_allowed_hosts = ""
+async def test_without_an_allow_list_webhooks_are_off(
+    client: httpx.AsyncClient, users: Users, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings.webhooks, "webhook_allowed_hosts", "")  # the file's other tests keep theirs
     response = await _submit_with_callback(client, users.alice, "https://example.com/hook")
     assert response.status_code == 422 and "not enabled" in response.json()["detail"]
     plain = (await submit(client, users.alice, rectangle_image())).json()

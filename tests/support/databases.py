@@ -34,7 +34,6 @@ ADMIN_PASSWORD = "admin-password-for-tests"
 # Real Argon2id, at a cost far below production's (allowed in development only): each test creates
 # and logs in users, and at pwdlib's defaults that is most of a test's time.
 TEST_HASHING = {"password_hash_time_cost": 1, "password_hash_memory_kib": 1024, "password_hash_parallelism": 1}
-BACKENDS = ["sqlite", "postgresql"]
 
 
 def run_outside_event_loop(fn, *args):

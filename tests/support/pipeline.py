@@ -60,17 +60,35 @@ class BoundingBoxPipeline:
     """Pipeline: image → bounding-box primitive → 'shape' or 'none'. `delay_s` simulates work;
     images narrower than `reject_below_width` are refused as the real models would refuse them.
     The dispatcher calls `run_batch`, which runs every image of a batch through `__call__`
-    concurrently (subclasses change `__call__`)."""
+    concurrently (subclasses change `__call__`).
+
+    One pipeline serves every test of a file (tests/conftest.py): `reset` puts its settings back
+    and ends the delays still running, so that stopping the app need not wait for them."""
 
     def __init__(self, delay_s: float = 0.0, reject_below_width: int = 0) -> None:
+        self._initial = (delay_s, reject_below_width)
         self.delay_s = delay_s
         self.reject_below_width = reject_below_width
         self.calls = 0
+        self._generation = 0  # counts resets
+
+    def reset(self) -> None:
+        self._generation += 1
+        self.delay_s, self.reject_below_width = self._initial
+        self.calls = 0
+
+    async def work(self, seconds: float) -> None:
+        """Sleep `seconds`, unless `reset` comes first (checked every 50 ms: a live server runs
+        this pipeline on an event loop of its own)."""
+        generation, loop = self._generation, asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while self._generation == generation and (left := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(left, 0.05))
 
     async def __call__(self, image: ImagePayload) -> PipelineResult:
         self.calls += 1
         if self.delay_s:
-            await asyncio.sleep(self.delay_s)
+            await self.work(self.delay_s)
         if image.width < self.reject_below_width:
             raise ImageRejected(f"images must be at least {self.reject_below_width} pixels wide")
         primitives = find_box(image)

@@ -1,9 +1,10 @@
-"""The shipped models, loaded once per test file, the Serve deployments around them, and the
+"""The shipped models, loaded once per test process, the Serve deployments around them, and the
 held-out pictures they are tested on.
 
 The model code (torch, timm, Ultralytics, OpenVINO: about 3 s of CPU) is imported inside the
 fixtures and tests that use it, never at the top of a module: pytest-xdist makes every worker
-collect every file, and `make test-fast` should not pay that import in each of them.
+collect every file, and `make test-fast` should not pay that import in each of them. The files
+that load models are one xdist group (`MODELS_GROUP`), so one worker loads them, once.
 """
 
 from __future__ import annotations
@@ -22,21 +23,21 @@ if TYPE_CHECKING:
     from deployments.detector_runtime import PrimitiveDetector
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def detector() -> PrimitiveDetector:
     from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
 
     return PrimitiveDetector(DetectorConfig(DETECTOR))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def classifier() -> SceneClassifier:
     from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
 
     return SceneClassifier(ClassifierConfig(CLASSIFIER))
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def samples() -> list[Sample]:
     return [sample(item) for item in TEST_ITEMS]
 
