@@ -54,13 +54,23 @@ APP = "primscene"
 SERVE = str(Path(sys.executable).with_name("serve"))
 
 
-def derive_config(base: dict, http_port: int) -> tuple[dict, list[dict]]:
+# The queue timings that configs/cluster.yaml sets for a cluster, which `--queue-defaults` drops.
+QUEUE_TIMINGS = ("PRIMSCENE_LEASE_S", "PRIMSCENE_HEARTBEAT_S", "PRIMSCENE_RESCUE_INTERVAL_S")
+
+
+def derive_config(base: dict, http_port: int, queue_defaults: bool = False) -> tuple[dict, list[dict]]:
     """configs/cluster.yaml made to fit two nodes on two cores; every difference, with its reason."""
     config, changes = copy.deepcopy(base), []
 
     def change(where: dict, key: str, value, path: str, why: str) -> None:
         changes.append({"key": path, "cluster.yaml": where.get(key), "here": value, "why": why})
         where[key] = value
+
+    if queue_defaults:
+        env = config["applications"][0]["runtime_env"]["env_vars"]
+        for name in QUEUE_TIMINGS:
+            changes.append({"key": f"runtime_env.env_vars.{name}", "cluster.yaml": env.pop(name, None), "here": None,
+                            "why": "--queue-defaults: the settings' defaults, as before the cluster had its own"})
 
     change(config["http_options"], "host", "127.0.0.1", "http_options.host", "loopback only")
     change(config["http_options"], "port", http_port, "http_options.port", "8000 may be taken by another service here")
@@ -90,7 +100,7 @@ class Cluster:
         a = self.args
         node = nodes.start_head(
             "head", a.temp_root / "head", gcs_port=a.gcs_port, dashboard_port=a.dashboard_port, client_port=a.client_port,
-            agent_port=a.agent_port, num_cpus=a.head_cpus, resources={"head": 1}, system_config=a.ray_system_config,
+            agent_port=a.agent_port, num_cpus=a.head_cpus, resources={"head": 1}, ray_settings=a.ray_settings,
         )
         self.nodes.append(node)
         return node
@@ -346,13 +356,17 @@ def main() -> None:
     parser.add_argument("--http-port", type=int, default=8290)
     parser.add_argument("--head-cpus", type=int, default=4, help="logical CPUs of the head (all replicas fit on it alone)")
     parser.add_argument("--node-cpus", type=int, default=2, help="logical CPUs of the second node")
-    parser.add_argument("--ray-system-config", type=json.loads, default=None,
-                        help='head `ray start --system-config`, e.g. \'{"health_check_period_ms": 1000, "health_check_failure_threshold": 3}\'')
+    parser.add_argument("--ray-node-failure", choices=["fast", "default"], default="fast",
+                        help=f"fast: the head's environment has {nodes.ray_environment(nodes.NODE_FAILURE_DETECTION)}, as on "
+                             "KubeRay (k8s/base/rayservice.yaml); default: Ray's own (about 15 s to declare a node dead)")
+    parser.add_argument("--queue-defaults", action="store_true",
+                        help=f"drop cluster.yaml's {', '.join(QUEUE_TIMINGS)} (the settings' defaults: a 30 s lease)")
     parser.add_argument("--observe-s", type=float, default=20, help="how long to watch for replicas moving by themselves")
     parser.add_argument("--wait-timeout-s", type=float, default=300)
     parser.add_argument("--drive-timeout-s", type=float, default=600)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "multinode.json")
     args = parser.parse_args()
+    args.ray_settings = nodes.NODE_FAILURE_DETECTION if args.ray_node_failure == "fast" else {}
 
     # Exported before `ray start`: the replicas inherit them (cluster.yaml runs in production mode).
     admin_password = nodes.export_service_environment(args.database_url, args.temp_root, args.gcs_port)
@@ -365,10 +379,13 @@ def main() -> None:
     migrate.upgrade(args.database_url)
 
     base = yaml.safe_load((ROOT / "configs" / "cluster.yaml").read_text())
-    config, changes = derive_config(base, args.http_port)
+    config, changes = derive_config(base, args.http_port, args.queue_defaults)
+    service_env = config["applications"][0]["runtime_env"]["env_vars"]
+    queue = QueueSettings(**{name.removeprefix("PRIMSCENE_").lower(): value for name, value in service_env.items()
+                             if name.removeprefix("PRIMSCENE_").lower() in QueueSettings.model_fields})
     report: dict = {"started_at": datetime.now().isoformat(timespec="seconds"), "command": " ".join(["scripts/multinode.py", *sys.argv[1:]]),
-                    "config_changes_from_cluster_yaml": changes, "ray_system_config": args.ray_system_config,
-                    "queue_settings": QueueSettings().model_dump(include={"lease_s", "heartbeat_s", "max_attempts", "rescue_interval_s"}),
+                    "config_changes_from_cluster_yaml": changes, "ray_head_environment": nodes.ray_environment(args.ray_settings),
+                    "queue_settings": queue.model_dump(include={"lease_s", "heartbeat_s", "max_attempts", "rescue_interval_s"}),
                     "nodes": {"head": {"logical_cpus": args.head_cpus, "resources": {"head": 1}},
                               "node2": {"logical_cpus": args.node_cpus, "resources": {"node2": 1}}, "physical_cores": os.cpu_count()}}
     cluster = Cluster(args)

@@ -30,8 +30,21 @@ class LocalNode:
     raylet_pid: int
 
 
-def _ray(*args: str, timeout_s: float = 180) -> None:
-    done = subprocess.run([RAY, *args], capture_output=True, text=True, timeout=timeout_s)
+# How soon Ray declares a lost node dead: the GCS checks each raylet every second and gives it up
+# after 3 failed checks in a row. Ray's defaults (every 3 s, 5 failures) take about 15 s, and the
+# calls that Serve has in flight to the lost node's replicas hang until then (docs/multinode.md).
+# On KubeRay these are the head container's environment (k8s/base/rayservice.yaml, checked by
+# tests/infra/test_k8s_manifests.py); here the head's `ray start` gets the same variables.
+NODE_FAILURE_DETECTION = {"health_check_period_ms": 1000, "health_check_failure_threshold": 3}
+
+
+def ray_environment(config: dict[str, int]) -> dict[str, str]:
+    """Ray settings as the environment variables Ray reads when it starts (`RAY_<name>`)."""
+    return {f"RAY_{name}": str(value) for name, value in config.items()}
+
+
+def _ray(*args: str, timeout_s: float = 180, env: dict[str, str] | None = None) -> None:
+    done = subprocess.run([RAY, *args], capture_output=True, text=True, timeout=timeout_s, env={**os.environ, **(env or {})})
     if done.returncode != 0:
         raise RuntimeError(f"ray {' '.join(args)} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
 
@@ -50,14 +63,15 @@ def _common(temp_dir: Path, num_cpus: int, resources: dict[str, float], agent_po
 
 def start_head(
     label: str, temp_dir: Path, *, gcs_port: int, dashboard_port: int, client_port: int, agent_port: int,
-    num_cpus: int, resources: dict[str, float], system_config: dict | None = None,
+    num_cpus: int, resources: dict[str, float], ray_settings: dict[str, int] | None = None,
 ) -> LocalNode:
     """`ray start --head` with its dashboard on 127.0.0.1 (which `serve deploy` talks to);
-    `system_config` overrides Ray's settings (e.g. how fast a lost node is declared dead)."""
-    extra = ["--system-config", json.dumps(system_config)] if system_config else []
+    `ray_settings` override Ray's (e.g. NODE_FAILURE_DETECTION), given as KubeRay gives them: in
+    the head's environment."""
     _ray(
         "start", "--head", "--port", str(gcs_port), "--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard_port),
-        "--ray-client-server-port", str(client_port), *extra, *_common(temp_dir, num_cpus, resources, agent_port),
+        "--ray-client-server-port", str(client_port), *_common(temp_dir, num_cpus, resources, agent_port),
+        env=ray_environment(ray_settings or {}),
     )
     return _started(label, temp_dir)
 

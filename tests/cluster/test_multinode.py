@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from scripts.chaos import checks
+from scripts.chaos import checks, nodes
 from scripts.chaos.clients import wait_ready
 from tests.serve.support import API, free_port, held_out_image, test_environment, wait_for
 from tests.support.databases import ADMIN_PASSWORD, migrated_postgres_database, run_outside_event_loop
@@ -32,9 +32,9 @@ DATABASE = "primscene_test_multinode"
 # Each node offers one detector slot and each detector replica takes one: of the two replicas,
 # one must run on the second node, and with that node gone the other waits for a node to come.
 SLOT = "detector_slot"
-# The GCS declares a node dead after this many missed health checks, one a second (Ray's
-# defaults: 5 every 3 s), so a lost node is noticed in seconds here.
-FAST_NODE_FAILURE = {"health_check_initial_delay_ms": 1000, "health_check_period_ms": 1000, "health_check_failure_threshold": 3}
+# A lost node is declared dead in seconds, as on KubeRay (NODE_FAILURE_DETECTION); the first check
+# comes after a second too, as the second node joins just after the head.
+FAST_NODE_FAILURE = {"health_check_initial_delay_ms": 1000, **nodes.NODE_FAILURE_DETECTION}
 
 
 @dataclass

@@ -34,6 +34,7 @@ from pydantic_settings import BaseSettings
 from sqlalchemy.engine import make_url
 
 from scripts import render_k8s
+from scripts.chaos import nodes
 from serve_app import settings as settings_module
 from tests.support.paths import PROJECT_ROOT as ROOT
 
@@ -382,7 +383,10 @@ def test_serve_config_routes_and_env() -> None:
     config = serve_config()
     (app,) = config["applications"]
     assert app["import_path"] == "serve_app.app:build_app"
-    assert app["runtime_env"]["env_vars"]["PRIMSCENE_ENVIRONMENT"] == "production"
+    env = app["runtime_env"]["env_vars"]
+    assert env["PRIMSCENE_ENVIRONMENT"] == "production"
+    # A short lease, so a lost node's tasks run again soon; it outlives two missed heartbeats.
+    assert float(env["PRIMSCENE_LEASE_S"]) <= 10 and 3 * float(env["PRIMSCENE_HEARTBEAT_S"]) <= float(env["PRIMSCENE_LEASE_S"])
     # Code and weights are in the image: nothing for Ray to download at start.
     assert not {"working_dir", "py_modules", "pip", "conda", "uv"} & set(app["runtime_env"])
 
@@ -548,13 +552,24 @@ def _env(container: dict) -> dict[str, dict]:
 
 def test_ray_containers_share_the_production_environment() -> None:
     environments = [
-        _env(container) for group in groups().values() for container in group["template"]["spec"]["containers"]
+        {name: item for name, item in _env(container).items() if name.startswith("PRIMSCENE_")}
+        for group in groups().values()
+        for container in group["template"]["spec"]["containers"]
     ]
     assert all(env == environments[0] for env in environments), "head and workers must see the same settings"
     env = environments[0]
     assert env["PRIMSCENE_ENVIRONMENT"]["value"] == "production"
     for secret in ("PRIMSCENE_DATABASE_URL", "PRIMSCENE_JWT_SECRET", "PRIMSCENE_ADMIN_PASSWORD"):
         assert "value" not in env[secret] and "secretKeyRef" in env[secret]["valueFrom"], secret
+
+
+def test_the_head_declares_a_lost_node_dead_in_seconds() -> None:
+    """The GCS, on the head, health-checks every raylet; the values are the ones the multi-node
+    run measured (scripts/chaos/nodes.py, docs/multinode.md)."""
+    [head] = groups()["head"]["template"]["spec"]["containers"]
+    ray_env = {name: item["value"] for name, item in _env(head).items() if name.startswith("RAY_")}
+    assert ray_env == nodes.ray_environment(nodes.NODE_FAILURE_DETECTION)
+    assert ray_env == {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
 
 
 # --- names that must match something else --------------------------------------------------------

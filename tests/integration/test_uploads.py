@@ -14,9 +14,10 @@ from sqlalchemy import func, select
 
 from db.models import Task, TaskInput
 from serve_app.api import create_app
-from tests.support.api import API, Users, login, submit
+from tests.support.api import API, Users, login, submit, submit_with_urllib
 from tests.support.databases import make_settings
 from tests.support.images import encode, rectangle_image
+from tests.support.live_server import live_server
 from tests.support.pipeline import BoundingBoxCatalog, BoundingBoxPipeline
 
 
@@ -104,6 +105,14 @@ async def test_size_limit_is_413_and_configurable(database_url: str, tmp_path: P
             assert await _stored_counts(sessions) == (0, 0)
             assert (await submit(http, headers, small)).status_code == 202
             assert len(medium) < 50_000 and (await submit(http, headers, medium)).status_code == 202
+
+
+def test_an_oversized_upload_from_urllib_reads_the_413(app, settings) -> None:
+    """urllib sends the whole body before it reads the answer: the server reads and drops it
+    first, instead of resetting the connection (serve_app/body_limit.py)."""
+    with live_server(app) as url:
+        status, detail = submit_with_urllib(url, 30_000_000)
+    assert status == 413 and f"at most {settings.limits.max_upload_bytes} bytes" in detail
 
 
 async def test_exif_rotated_photo_reports_upright_size(client: httpx.AsyncClient, users: Users) -> None:

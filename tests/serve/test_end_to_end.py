@@ -10,6 +10,7 @@ import httpx
 from PIL import Image
 
 from tests.serve.support import API, held_out_image, submit, wait_for
+from tests.support.api import submit_with_urllib
 
 IMAGES = [0, 1, 2, 3, 4, 5, 6]  # one of each scene
 
@@ -71,3 +72,10 @@ def test_live_events_and_the_drawn_result_through_the_proxy(http: httpx.Client, 
     picture = http.get(f"{API}/tasks/{task_id}/result.png", headers=token)
     assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
     assert Image.open(io.BytesIO(picture.content)).size == held_out_image(9).image.size
+
+
+def test_an_oversized_upload_from_urllib_reads_the_413_through_the_proxy(service) -> None:
+    """Python's urllib sends all 30 MB before it reads the answer; it reads the 413 and its
+    detail, not "connection reset by peer"."""
+    status, detail = submit_with_urllib(service.url, 30_000_000)
+    assert status == 413 and "at most 10485760 bytes" in detail

@@ -46,3 +46,23 @@ async def wait_until_finished(client: httpx.AsyncClient, headers: dict[str, str]
             return task
         await asyncio.sleep(0.02)
     raise AssertionError(f"task {task_id} did not finish within {timeout_s} s: {task}")
+
+
+def submit_with_urllib(base_url: str, image_bytes: int) -> tuple[int, str]:
+    """POST an upload of `image_bytes` to `/tasks` as Python's urllib sends it: Content-Length,
+    the whole body, and only then the answer; returns (status, detail). Without a token: the
+    body limit answers before authentication."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    head = b'--b\r\nContent-Disposition: form-data; name="image"; filename="big.png"\r\nContent-Type: image/png\r\n\r\n'
+    body = head + b"\0" * image_bytes + b"\r\n--b--\r\n"
+    request = urllib.request.Request(
+        f"{base_url}{API}/tasks", data=body, method="POST", headers={"Content-Type": "multipart/form-data; boundary=b"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read()).get("detail", "")
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())["detail"]
