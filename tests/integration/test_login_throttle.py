@@ -84,7 +84,8 @@ class TestTiming:
     long as one that ran it, within the noise of the database calls around it."""
 
     @pytest.fixture(scope="class")
-    def app_settings(self, backend_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    @classmethod
+    def app_settings(cls, backend_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
         auth = {
             "login_max_failures": 1000,
             "password_hash_time_cost": MIN_HASH_TIME_COST,
@@ -93,7 +94,8 @@ class TestTiming:
         return make_settings(backend_url, tmp_path_factory.mktemp("data"), auth=auth)
 
     @pytest.fixture(scope="class")
-    def app(self, app_settings: Settings) -> FastAPI:
+    @classmethod
+    def app(cls, app_settings: Settings) -> FastAPI:
         return make_app(app_settings)
 
     async def test_unknown_user_and_wrong_password_take_as_long(self, client: httpx.AsyncClient, users: Users) -> None:

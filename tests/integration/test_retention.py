@@ -110,11 +110,13 @@ class TestWithoutRetention:
     """With an app of its own, that has no retention set."""
 
     @pytest.fixture(scope="class")
-    def app_settings(self, backend_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    @classmethod
+    def app_settings(cls, backend_url: str, tmp_path_factory: pytest.TempPathFactory) -> Settings:
         return make_settings(backend_url, tmp_path_factory.mktemp("data"), retention={"housekeeping_interval_s": 0.1})
 
     @pytest.fixture(scope="class")
-    def app(self, app_settings: Settings) -> FastAPI:
+    @classmethod
+    def app(cls, app_settings: Settings) -> FastAPI:
         return make_app(app_settings)
 
     async def test_tasks_are_kept_when_no_retention_is_set(
