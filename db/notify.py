@@ -4,6 +4,8 @@
   at their next poll.
 - `primscene_finished`: tasks finished (payload: their ids); an ingress wakes the requests
   that wait for them (`Prefer: wait`, `?wait=`).
+- `primscene_task_changes`: any change of a task that an event stream shows, sent by a trigger
+  (serve_app/task_changes.py).
 
 A notification is sent when its transaction commits, so a listener never hears of a change it
 cannot yet read. If the listening connection drops, it reconnects; meanwhile the pollers (the
@@ -24,6 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 CHANNEL = "primscene_tasks"
 FINISHED_CHANNEL = "primscene_finished"
+# Sent by a trigger on `tasks` (migration 0005) for every insertion, change of status or attempt,
+# and deletion; the payload is JSON: the task's public fields and its owner.
+TASK_CHANGES_CHANNEL = "primscene_task_changes"
 RECONNECT_S = 2.0
 # NOTIFY payloads must stay under 8000 bytes: ids (36 characters and a comma) in chunks.
 _IDS_PER_NOTIFY = 200
@@ -58,10 +63,15 @@ def parse_finished(payload: str) -> list[uuid.UUID]:
 class ChannelListener:
     """Calls `on_payload(payload)` for every notification on `channel` (PostgreSQL only)."""
 
-    def __init__(self, database_url: str, channel: str, on_payload: Callable[[str], None]) -> None:
+    def __init__(
+        self, database_url: str, channel: str, on_payload: Callable[[str], None], *, on_connect: Callable[[], None] | None = None
+    ) -> None:
+        """`on_connect` is called each time the listener is (again) listening: what was sent
+        while it was not, it never hears."""
         self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._channel = channel
         self._on_payload = on_payload
+        self._on_connect = on_connect
         self._task: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
 
@@ -84,6 +94,8 @@ class ChannelListener:
             try:
                 await connection.add_listener(self._channel, lambda _c, _pid, _channel, payload: self._on_payload(payload))
                 self.connected.set()
+                if self._on_connect is not None:
+                    self._on_connect()
                 while not connection.is_closed():
                     await asyncio.sleep(RECONNECT_S)
             except (OSError, asyncpg.PostgresError):

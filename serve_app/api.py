@@ -29,6 +29,7 @@ from serve_app.routes import models as model_routes
 from serve_app.security import TokenCodec
 from serve_app.services import Services
 from serve_app.settings import Settings
+from serve_app.task_changes import TaskChangeFeed
 from serve_app.webhooks import WebhookSender
 
 # The web app (plain ES modules, no build step), served at `/`.
@@ -74,6 +75,8 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
                 job.start()
             finished = FinishedFeed(settings.database_url, sessions)
             finished.start()
+            changes = TaskChangeFeed(settings.database_url, sessions, poll_interval_s=settings.queue.events_poll_interval_s)
+            changes.start()
             try:
                 async with _dispatching(settings, sessions, pipeline) as dispatcher:
                     app.state.services = Services(
@@ -85,9 +88,11 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
                         models=models,
                         dispatcher=dispatcher,
                         finished=finished,
+                        changes=changes,
                     )
                     yield
             finally:
+                await changes.stop()
                 await finished.stop()
                 for job in jobs:
                     await job.stop()

@@ -20,7 +20,6 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-
 DISCARD_BYTES = 64 * 2**20
 DISCARD_S = 10.0
 

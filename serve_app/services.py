@@ -13,6 +13,7 @@ from serve_app.dispatcher import Dispatcher
 from serve_app.finished_feed import FinishedFeed
 from serve_app.security import Passwords, TokenCodec
 from serve_app.settings import Settings
+from serve_app.task_changes import TaskChangeFeed
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Services:
     models: ModelCatalog
     dispatcher: Dispatcher | None
     finished: FinishedFeed
+    changes: TaskChangeFeed
 
     def wake_dispatcher(self) -> None:
         """Tell the local dispatcher that work arrived, so it need not wait for its next poll."""

@@ -82,7 +82,7 @@ class QueueSettings(BaseSettings):
         0.01, ge=0, description="While a batch is in flight, how long newly arrived tasks may gather before the next claim."
     )
     events_poll_interval_s: float = Field(
-        0.5, gt=0, description="How often a live event stream (`…/events`) looks for changed tasks."
+        0.5, gt=0, description="SQLite: how often the change feed of the event streams (`…/events`) reads the tasks they follow."
     )
 
 

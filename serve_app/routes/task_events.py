@@ -1,14 +1,14 @@
 """Live task updates as Server-Sent Events: one task until it has finished, or all of the
 caller's tasks for as long as the client listens.
 
-Each stream looks at the database every `events_poll_interval_s` with a short session of its
-own, so an open stream holds no connection in between; FastAPI adds keep-alive comments. The
-routes need the usual `Authorization: Bearer` header (browsers read them with `fetch()`, since
+A stream reads the database when it opens; after that the replica's one change feed
+(serve_app/task_changes.py) tells it of each change, so open streams cost the database nothing
+while nothing changes and hold no connection; FastAPI adds keep-alive comments. The routes need
+the usual `Authorization: Bearer` header (browsers read them with `fetch()`, since
 `EventSource` cannot send headers)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterable
 from typing import Annotated
@@ -22,6 +22,7 @@ from serve_app.deps import TASK_NOT_FOUND, ServicesDep, StreamingUser
 from serve_app.errors import error_responses
 from serve_app.schemas import TaskPublic
 from serve_app.services import Services
+from serve_app.task_changes import ReadAgain, TaskChange
 
 router = APIRouter(tags=["tasks"])
 
@@ -29,11 +30,11 @@ WINDOW = 100  # the per-user stream follows the caller's newest tasks
 STREAM_DESCRIPTION = {"description": "`text/event-stream` of `task` events (data: the task as `GET /tasks/{task_id}` returns it)"}
 
 
-def _task_event(task: Task) -> ServerSentEvent:
+def _task_event(task: Task | TaskPublic) -> ServerSentEvent:
     return ServerSentEvent(event="task", data=TaskPublic.model_validate(task).model_dump(mode="json"))
 
 
-def _version(task: Task) -> tuple[str, int]:
+def _version(task: Task | TaskPublic) -> tuple[str, int]:
     """What makes a change worth an event."""
     return task.status, task.attempts
 
@@ -56,16 +57,32 @@ async def user_task_events(user: StreamingUser, services: ServicesDep) -> AsyncI
     one whenever a task changes status or attempt, and `deleted` (data `{"id": …}`) when one is
     deleted. Runs until the client disconnects."""
     seen: dict[uuid.UUID, tuple[str, int]] = {}
-    while True:
-        newest, gone = await _poll_user_tasks(services, user, seen)
-        for task in reversed(newest):  # oldest first, as they happened
-            if seen.get(task.id) != _version(task):
-                seen[task.id] = _version(task)
-                yield _task_event(task)
-        for task_id in gone:
-            del seen[task_id]
-            yield ServerSentEvent(event="deleted", data={"id": str(task_id)})
-        await asyncio.sleep(services.settings.queue.events_poll_interval_s)
+    with services.changes.subscribe(owner_id=user.id) as changes:
+        while True:  # the newest tasks now, and again whenever changes may have been missed
+            newest, gone = await _poll_user_tasks(services, user, seen)
+            for task in reversed(newest):  # oldest first, as they happened
+                if seen.get(task.id) != _version(task):
+                    seen[task.id] = _version(task)
+                    yield _task_event(task)
+            for task_id in gone:
+                del seen[task_id]
+                yield ServerSentEvent(event="deleted", data={"id": str(task_id)})
+            while not isinstance(change := await changes.next(), ReadAgain):
+                if change.deleted:
+                    if seen.pop(change.task_id, None) is not None:
+                        yield ServerSentEvent(event="deleted", data={"id": str(change.task_id)})
+                    continue
+                changed = change.task or await _read_task(services, change.task_id, user)
+                if changed is not None and seen.get(changed.id) != _version(changed):
+                    seen[changed.id] = _version(changed)
+                    yield _task_event(changed)
+
+
+async def _read_task(services: Services, task_id: uuid.UUID, user: User) -> TaskPublic | None:
+    """A task the change feed named without its fields."""
+    async with services.sessions() as session:
+        task = await tasks.get_owned(session, task_id, user.id)
+    return None if task is None else TaskPublic.model_validate(task)
 
 
 async def _poll_user_tasks(services: Services, user: User, seen: dict[uuid.UUID, tuple[str, int]]) -> tuple[list[Task], list[uuid.UUID]]:
@@ -90,16 +107,20 @@ async def task_events(
 ) -> AsyncIterable[ServerSentEvent]:
     """Live updates of one task: a `task` event now and at each change of status or attempt;
     the stream ends after `succeeded` or `failed`, or with `deleted` if the task is deleted."""
-    version = _version(task)
-    yield _task_event(task)
-    while not TaskStatus(task.status).finished:
-        await asyncio.sleep(services.settings.queue.events_poll_interval_s)
-        async with services.sessions() as session:
-            current = await tasks.get_owned(session, task.id, user.id)
-        if current is None:
-            yield ServerSentEvent(event="deleted", data={"id": str(task.id)})
-            return
-        task = current
-        if _version(task) != version:
-            version = _version(task)
-            yield _task_event(task)
+    with services.changes.subscribe(task_id=task.id) as changes:
+        current = await _read_task(services, task.id, user)  # again, subscribed: no change falls between
+        version = None
+        while current is not None:
+            if _version(current) != version:
+                version = _version(current)
+                yield _task_event(current)
+            if TaskStatus(current.status).finished:
+                return
+            change = await changes.next()
+            if isinstance(change, TaskChange) and change.deleted:
+                current = None
+            elif isinstance(change, TaskChange) and change.task is not None:
+                current = change.task
+            else:
+                current = await _read_task(services, task.id, user)
+        yield ServerSentEvent(event="deleted", data={"id": str(task.id)})

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
-import json
 from collections.abc import AsyncIterator, Iterator
 
 import httpx
@@ -16,6 +14,7 @@ from PIL import Image
 from serve_app.settings import Settings
 from tests.support.api import API, Users, create_user, login, submit, wait_until_finished
 from tests.support.databases import ADMIN_PASSWORD
+from tests.support.events import EventStream
 from tests.support.images import rectangle_image
 from tests.support.live_server import live_server
 from tests.support.pipeline import BoundingBoxPipeline
@@ -27,37 +26,6 @@ BOX = (50, 20, 150, 60)  # the red rectangle of `rectangle_image()`, inclusive
 @pytest.fixture(scope="module")
 def pipeline() -> BoundingBoxPipeline:
     return BoundingBoxPipeline(delay_s=0.3)  # slow enough to see `running`
-
-
-class EventStream:
-    """Reads Server-Sent Events from a streaming response, a few at a time."""
-
-    def __init__(self, response: httpx.Response) -> None:
-        self._lines = response.aiter_lines()
-
-    async def read(self, count: int | None = None, timeout_s: float = 20) -> list[tuple[str, dict]]:
-        """The next `count` (event, data) pairs, or all until the stream ends."""
-        return await self.read_until(lambda *_: False, count=count, timeout_s=timeout_s)
-
-    async def read_until(self, last, *, count: int | None = None, timeout_s: float = 20) -> list[tuple[str, dict]]:
-        """Events up to the first for which `last(event, data)` is true (or `count` of them)."""
-        events: list[tuple[str, dict]] = []
-
-        async def collect() -> None:
-            name, data = None, []
-            async for line in self._lines:
-                if line.startswith("event:"):
-                    name = line.removeprefix("event:").strip()
-                elif line.startswith("data:"):
-                    data.append(line.removeprefix("data:").strip())
-                elif line == "" and data:
-                    events.append((name or "message", json.loads("\n".join(data))))
-                    name, data = None, []
-                    if len(events) == count or last(*events[-1]):
-                        return
-
-        await asyncio.wait_for(collect(), timeout_s)
-        return events
 
 
 async def test_task_events_follow_one_task_to_the_end(client: httpx.AsyncClient, users: Users) -> None:

@@ -28,7 +28,7 @@ def test_version_2_is_deterministic_and_differs_from_version_1() -> None:
 
 
 def test_version_2_covers_sizes_aspect_ratios_and_dark_paper() -> None:
-    samples = [sample(Item("train", i, 8, version=2)) for i in range(40)]
+    samples = [sample(Item("train", i, 8, version=2)) for i in range(16)]  # seeded: the same 16 each run
     sizes = [s.image.size for s in samples]
     assert min(min(size) for size in sizes) >= 200 and max(max(size) for size in sizes) <= 1600
     assert max(max(w / h, h / w) for w, h in sizes) > 2.0  # aspect ratios well past 2:1

@@ -1,0 +1,109 @@
+"""One change feed per replica serves every open event stream (serve_app/task_changes.py): the
+database work does not grow with the streams, and on PostgreSQL no state change is skipped.
+
+The app here runs no dispatcher: the test moves its task through the queue itself, with the
+queue functions a dispatcher calls, so it knows every state the streams must show."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event
+
+from db import queue
+from db.engine import SessionFactory
+from serve_app.api import create_app
+from tests.support.api import API, create_user, login, submit
+from tests.support.databases import ADMIN_PASSWORD, make_settings
+from tests.support.events import EventStream
+from tests.support.images import rectangle_image
+from tests.support.live_server import live_server
+from tests.support.pipeline import BoundingBoxCatalog
+
+
+@contextmanager
+def counted(app: FastAPI) -> Iterator[list[str]]:
+    """The statements the app sends to its database meanwhile."""
+    sent: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany) -> None:
+        sent.append(statement)
+
+    engine = app.state.services.engine.sync_engine
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield sent
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+@pytest.fixture
+def server(database_url: str, tmp_path: Path) -> Iterator[tuple[FastAPI, str]]:
+    app = create_app(make_settings(database_url, tmp_path), models=BoundingBoxCatalog())  # no pipeline: no dispatcher
+    with live_server(app) as url:
+        yield app, url
+
+
+@asynccontextmanager
+async def opened(http: httpx.AsyncClient, path: str, headers: dict[str, str], count: int) -> AsyncIterator[list[EventStream]]:
+    """`count` streams of `path`, each past its first event."""
+    async with contextlib.AsyncExitStack() as stack:
+        streams = []
+        for _ in range(count):
+            response = await stack.enter_async_context(http.stream("GET", f"{API}{path}", headers=headers))
+            assert response.status_code == 200
+            streams.append(EventStream(response))
+        for stream in streams:
+            await stream.read(1)
+        yield streams
+
+
+async def test_idle_streams_add_no_database_work_however_many(server: tuple[FastAPI, str]) -> None:
+    app, url = server
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        admin = await login(http, "admin", ADMIN_PASSWORD)
+        alice = await create_user(http, admin, "alice", "alice-password-1")
+        task_id = (await submit(http, alice, rectangle_image())).json()["id"]
+        per_second = {}
+        for count in (1, 30):
+            async with opened(http, f"/tasks/{task_id}/events", alice, count), opened(http, "/events", alice, count):
+                with counted(app) as sent:
+                    await asyncio.sleep(0.5)
+                per_second[count] = 2 * len(sent)
+    # PostgreSQL: streams wait for notifications and send nothing. SQLite: one poller reads for
+    # every stream at once, 20 times a second (events_poll_interval_s = 0.05 in the tests).
+    assert per_second[30] <= per_second[1] + 4, per_second
+    assert per_second[30] <= 25, per_second
+
+
+@pytest.mark.parametrize("backend_url", ["postgresql"], indirect=True)
+async def test_streams_show_every_state_however_quick(server: tuple[FastAPI, str], sessions: SessionFactory) -> None:
+    """Running for a few milliseconds, retried once: each stream still shows each state, in
+    order (a feed that polled would skip what lasted less than a poll)."""
+    _, url = server
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        admin = await login(http, "admin", ADMIN_PASSWORD)
+        alice = await create_user(http, admin, "alice", "alice-password-1")
+        task_id = (await submit(http, alice, rectangle_image())).json()["id"]
+        async with opened(http, f"/tasks/{task_id}/events", alice, 5) as one_task, opened(http, "/events", alice, 5) as everything:
+            async with sessions() as session:
+                [claim] = await queue.claim(session, worker_id="test", limit=1, lease_s=30)
+                await queue.fail(session, claim, error="once", retryable=True, backoff_s=0)
+                [claim] = await queue.claim(session, worker_id="test", limit=1, lease_s=30)
+                outcome = queue.Outcome(claim=claim, primitives=[], scene={
+                    "class_id": 0, "class_name": "none", "confidence": 1.0, "top_k": [],
+                    "detector_model": "d:1", "classifier_model": "c:1",
+                })
+                assert await queue.finish_many(session, [outcome]) == {uuid.UUID(task_id)}
+            expected = [("running", 1), ("queued", 1), ("running", 2), ("succeeded", 2)]
+            for stream in [*one_task, *everything]:
+                events = await stream.read_until(lambda name, data: data.get("status") == "succeeded")
+                assert [(d["status"], d["attempts"]) for _, d in events] == expected
