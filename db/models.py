@@ -7,7 +7,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Index, LargeBinary, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import JSON, CheckConstraint, Column, ForeignKey, Index, LargeBinary, MetaData, String, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from db.types import UTCDateTime, utcnow
@@ -86,6 +86,9 @@ class Task(SQLModel, table=True):
         CheckConstraint(f"webhook_state IS NULL OR {one_of('webhook_state', WebhookState)}", name="webhook_state"),
         UniqueConstraint("owner_id", "idempotency_key"),
         Index("ix_tasks_status_run_after", "status", "run_after"),
+        # The queued tasks in claiming order (migration 0006): a claim reads what it takes.
+        Index("ix_tasks_queued_created_at_id", "created_at", "id",
+              postgresql_where=text("status = 'queued'"), sqlite_where=text("status = 'queued'")),
         Index("ix_tasks_owner_id_created_at", "owner_id", "created_at"),
         Index("ix_tasks_owner_id_status", "owner_id", "status"),
         Index("ix_tasks_finished_at", "finished_at"),  # the retention job's range scan
