@@ -38,6 +38,8 @@ class TaskStatus(str, Enum):
 # The one definition of which statuses are final; queries use these tuples of values.
 FINISHED = (TaskStatus.succeeded.value, TaskStatus.failed.value)
 UNFINISHED = tuple(s.value for s in TaskStatus if s.value not in FINISHED)
+QUEUED_SQL = f"status = '{TaskStatus.queued.value}'"
+UNFINISHED_SQL = f"status IN ({', '.join(repr(s) for s in UNFINISHED)})"
 
 
 class WebhookState(str, Enum):
@@ -86,9 +88,10 @@ class Task(SQLModel, table=True):
         CheckConstraint(f"webhook_state IS NULL OR {one_of('webhook_state', WebhookState)}", name="webhook_state"),
         UniqueConstraint("owner_id", "idempotency_key"),
         Index("ix_tasks_status_run_after", "status", "run_after"),
-        # The queued tasks in claiming order (migration 0006): a claim reads what it takes.
-        Index("ix_tasks_queued_created_at_id", "created_at", "id",
-              postgresql_where=text("status = 'queued'"), sqlite_where=text("status = 'queued'")),
+        # Unfinished tasks only, as small as the queue however long the history (migration 0006):
+        # the queued ones in claiming order, and the owners of all, for the submit's bounds check.
+        Index("ix_tasks_queued_created_at_id", "created_at", "id", postgresql_where=text(QUEUED_SQL), sqlite_where=text(QUEUED_SQL)),
+        Index("ix_tasks_unfinished_owner_id", "owner_id", postgresql_where=text(UNFINISHED_SQL), sqlite_where=text(UNFINISHED_SQL)),
         Index("ix_tasks_owner_id_created_at", "owner_id", "created_at"),
         Index("ix_tasks_owner_id_status", "owner_id", "status"),
         Index("ix_tasks_finished_at", "finished_at"),  # the retention job's range scan

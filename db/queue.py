@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import and_, case, func, insert, or_, select, update
+from sqlalchemy import and_, case, func, insert, or_, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from db.models import UNFINISHED, Primitive, SceneResult, Task, TaskInput, TaskStatus, WebhookState
+from db.models import QUEUED_SQL, UNFINISHED, UNFINISHED_SQL, Primitive, SceneResult, Task, TaskInput, TaskStatus, WebhookState
 from db.notify import notify_finished, notify_new_task
 from db.types import utcnow
 
@@ -178,7 +178,9 @@ async def _room(session: AsyncSession, owner_id: uuid.UUID, bounds: Bounds) -> t
     round trip."""
     mine, everyone = (
         await session.execute(
-            select(func.count().filter(Task.owner_id == owner_id), func.count()).where(Task.status.in_(UNFINISHED))
+            # The status as literal SQL, the partial index's own predicate: a prepared statement's
+            # generic plan could not prove a bound parameter matches it, and would not use the index.
+            select(func.count().filter(Task.owner_id == owner_id), func.count()).where(text(UNFINISHED_SQL))
         )
     ).one()
     return bounds.per_user - mine, bounds.total - everyone
@@ -205,7 +207,7 @@ async def claim(session: AsyncSession, *, worker_id: str, limit: int, lease_s: f
     now = utcnow()
     candidates = (
         select(Task.id)
-        .where(Task.status == TaskStatus.queued.value, Task.run_after <= now)
+        .where(text(QUEUED_SQL), Task.run_after <= now)  # literal, as in _room: the partial index's predicate
         .order_by(Task.created_at, Task.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
