@@ -229,6 +229,10 @@ def main() -> None:
     report = json.loads(args.out.read_text()) if args.out.exists() else {}
     report["listeners"] = result
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if "large_table" in report:  # scripts/scale.py's figures are there: the doc shows both
+        from scripts.scale import write_markdown
+
+        write_markdown(report, args.out.with_suffix(".md"))
     print(f"wrote `listeners` into {args.out}")
 
 

@@ -1,8 +1,8 @@
 """The task table at scale: each hot operation on a PostgreSQL database of a million finished
 tasks, beside the same operation on a small one; writes docs/scale.json and docs/scale.md.
 
-    .venv/bin/python scripts/scale.py                  # about 10 minutes on 2 cores
-    .venv/bin/python scripts/scale.py --tasks 50000    # a quick look
+    .venv/bin/python scripts/scale.py                  # about 9 minutes on 2 cores, listeners included
+    .venv/bin/python scripts/scale.py --tasks 50000 --no-listeners   # a quick look
 
 Two fresh databases next to `--database-url` (dropped and made again each run), migrated, then
 filled by COPY (scripts/large_table/fill.py):
@@ -26,6 +26,7 @@ import logging
 import os
 import random
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -291,6 +292,18 @@ def write_markdown(report: dict, path: Path) -> None:
         met = "met" if row["p99_ratio"] <= TARGET_P99_RATIO else "**missed**"
         lines.append(f"| {name} | {row['small']['p50_ms']} | {row['small']['p99_ms']} | {row['large']['p50_ms']} | "
                      f"{row['large']['p99_ms']} | {row['p99_ratio']} | {met} |")
+    if listeners := report.get("listeners"):
+        lines += [
+            "", "## A thousand watchers (scripts/listeners.py)", "",
+            f"{listeners['listeners']} open `GET /api/v1/events` streams ({listeners['users']} users) on one ingress, "
+            f"while {listeners['tasks_per_s']} tasks a second ran for {listeners['seconds']} s:", "",
+            "| measure | value | target |", "| --- | --- | --- |",
+            f"| database statements per second caused by the streams | {listeners['queries_per_s']} "
+            f"({listeners['statements_per_s_with_streams']} with them, {listeners['statements_per_s_without_streams']} without) | flat |",
+            f"| change to event at the client, p50 / p99 | {listeners['event_p50_ms']} / {listeners['event_p99_ms']} ms "
+            f"({listeners['events_timed']} events) | p99 ≤ 250 ms |",
+            f"| service memory per open stream | {listeners['kb_per_listener']} kB | |",
+        ]
     lines += ["", "## Plans on the large table", "", "`EXPLAIN (ANALYZE, BUFFERS)` of each statement, after the run (writes rolled back).", ""]
     for name, statements in report["large"]["plans"].items():
         lines += [f"### {name}", ""]
@@ -312,6 +325,7 @@ async def main() -> None:
     parser.add_argument("--data-dir", type=Path, default=ROOT / "var" / "scale")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "scale.json")
     parser.add_argument("--markdown-only", action="store_true", help="write docs/scale.md again from docs/scale.json")
+    parser.add_argument("--no-listeners", action="store_true", help="skip scripts/listeners.py (1,000 open event streams)")
     args = parser.parse_args()
     if args.markdown_only:
         write_markdown(json.loads(args.out.read_text()), args.out.with_suffix(".md"))
@@ -336,6 +350,9 @@ async def main() -> None:
         for name, row in report["large"]["operations"].items()
     }
     args.out.write_text(json.dumps(report, indent=2) + "\n")
+    if not args.no_listeners:  # adds `listeners` to the report
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "listeners.py"), "--out", str(args.out)], check=True, cwd=ROOT)
+        report = json.loads(args.out.read_text())
     write_markdown(report, args.out.with_suffix(".md"))
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
 
