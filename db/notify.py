@@ -2,22 +2,21 @@
 
 - `primscene_tasks`: a task was enqueued; dispatchers start it within milliseconds instead of
   at their next poll.
-- `primscene_finished`: tasks finished (payload: their ids); an ingress wakes the requests
-  that wait for them (`Prefer: wait`, `?wait=`).
-- `primscene_task_changes`: any change of a task that an event stream shows, sent by a trigger
-  (serve_app/task_changes.py).
+- `primscene_task_changes`: any change of a task (inserted, status or attempt changed,
+  deleted), sent by a trigger; an ingress hands it to the event streams and the requests that
+  wait for that task (serve_app/task_changes.py).
 
 A notification is sent when its transaction commits, so a listener never hears of a change it
-cannot yet read. If the listening connection drops, it reconnects; meanwhile the pollers (the
-dispatcher's, a waiting request's own re-check) still find the change.
+cannot yet read. If the listening connection drops, it reconnects; meanwhile the dispatcher's
+own poll still finds new tasks, and the change feed tells everyone who follows tasks to read them
+again once it listens again (`on_connect`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import asyncpg
 from sqlalchemy import text
@@ -25,13 +24,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 CHANNEL = "primscene_tasks"
-FINISHED_CHANNEL = "primscene_finished"
 # Sent by a trigger on `tasks` (migration 0005) for every insertion, change of status or attempt,
 # and deletion; the payload is JSON: the task's public fields and its owner.
 TASK_CHANGES_CHANNEL = "primscene_task_changes"
 RECONNECT_S = 2.0
-# NOTIFY payloads must stay under 8000 bytes: ids (36 characters and a comma) in chunks.
-_IDS_PER_NOTIFY = 200
 
 log = logging.getLogger(__name__)
 
@@ -44,20 +40,6 @@ async def notify_new_task(session: AsyncSession) -> None:
     """Queue a notification; PostgreSQL delivers it when the transaction commits."""
     if _is_postgres(session):
         await session.execute(text(f"NOTIFY {CHANNEL}"))
-
-
-async def notify_finished(session: AsyncSession, task_ids: Iterable[uuid.UUID]) -> None:
-    """Tell listening ingresses that these tasks reached a final state (on commit)."""
-    if not _is_postgres(session):
-        return
-    ids = [str(task_id) for task_id in task_ids]
-    for start in range(0, len(ids), _IDS_PER_NOTIFY):
-        payload = ",".join(ids[start : start + _IDS_PER_NOTIFY])
-        await session.execute(text("SELECT pg_notify(:channel, :payload)"), {"channel": FINISHED_CHANNEL, "payload": payload})
-
-
-def parse_finished(payload: str) -> list[uuid.UUID]:
-    return [uuid.UUID(part) for part in payload.split(",") if part]
 
 
 class ChannelListener:

@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import QUEUED_SQL, UNFINISHED, UNFINISHED_SQL, Primitive, SceneResult, Task, TaskInput, TaskStatus, WebhookState
-from db.notify import notify_finished, notify_new_task
+from db.notify import notify_new_task
 from db.types import utcnow
 
 MAX_ERROR_LENGTH = 1000
@@ -309,7 +309,6 @@ async def finish_many(session: AsyncSession, outcomes: list[Outcome]) -> set[uui
         await session.execute(insert(Primitive), primitives)
     if kept:
         await session.execute(insert(SceneResult), [{**o.scene, "task_id": o.claim.task_id} for o in kept])
-        await notify_finished(session, stored)
     await session.commit()
     return stored
 
@@ -336,7 +335,6 @@ async def finish(session: AsyncSession, claim: Claim, *, primitives: list[Primit
         primitive.task_id, primitive.ordinal = claim.task_id, ordinal
     scene.task_id = claim.task_id
     session.add_all([*primitives, scene])
-    await notify_finished(session, {claim.task_id})
     await session.commit()
     return True
 
@@ -366,8 +364,6 @@ async def fail(
         .execution_options(synchronize_session=False)
     )
     status = result.scalar_one_or_none()
-    if status == TaskStatus.failed.value:
-        await notify_finished(session, {claim.task_id})
     await session.commit()
     return TaskStatus(status) if status is not None else None
 
@@ -396,8 +392,6 @@ async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) 
     )
     rows = result.all()
     statuses = [status for _, status in rows]
-    if given_up := {task_id for task_id, status in rows if status == TaskStatus.failed.value}:
-        await notify_finished(session, given_up)
     await session.commit()
     failed = statuses.count(TaskStatus.failed.value)
     return Rescued(requeued=len(statuses) - failed, failed=failed)

@@ -22,7 +22,6 @@ from serve_app.bootstrap import ensure_admin
 from serve_app.dispatcher import Dispatcher
 from serve_app.dispatching import running_dispatcher
 from serve_app.errors import install_error_handlers
-from serve_app.finished_feed import FinishedFeed
 from serve_app.housekeeping import Housekeeping
 from serve_app.routes import API_PREFIX, auth, batches, health, task_events, tasks, users
 from serve_app.routes import models as model_routes
@@ -73,8 +72,6 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
                 jobs.append(WebhookSender(sessions, settings.webhooks))
             for job in jobs:
                 job.start()
-            finished = FinishedFeed(settings.database_url, sessions)
-            finished.start()
             changes = TaskChangeFeed(settings.database_url, sessions, poll_interval_s=settings.queue.events_poll_interval_s)
             changes.start()
             try:
@@ -87,13 +84,11 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
                         tokens=TokenCodec(settings.jwt_secret(), timedelta(minutes=settings.auth.access_token_ttl_minutes)),
                         models=models,
                         dispatcher=dispatcher,
-                        finished=finished,
                         changes=changes,
                     )
                     yield
             finally:
                 await changes.stop()
-                await finished.stop()
                 for job in jobs:
                     await job.stop()
         finally:

@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from db.engine import SessionFactory
 from deployments.contract import ModelCatalog
 from serve_app.dispatcher import Dispatcher
-from serve_app.finished_feed import FinishedFeed
 from serve_app.security import Passwords, TokenCodec
 from serve_app.settings import Settings
 from serve_app.task_changes import TaskChangeFeed
@@ -25,7 +24,6 @@ class Services:
     tokens: TokenCodec
     models: ModelCatalog
     dispatcher: Dispatcher | None
-    finished: FinishedFeed
     changes: TaskChangeFeed
 
     def wake_dispatcher(self) -> None:

@@ -82,7 +82,8 @@ class QueueSettings(BaseSettings):
         0.01, ge=0, description="While a batch is in flight, how long newly arrived tasks may gather before the next claim."
     )
     events_poll_interval_s: float = Field(
-        0.5, gt=0, description="SQLite: how often the change feed of the event streams (`…/events`) reads the tasks they follow."
+        0.05, gt=0,
+        description="SQLite: how often the change feed reads the tasks that event streams (`…/events`) and waiting requests follow.",
     )
 
 

@@ -1,14 +1,14 @@
-"""Changes of tasks for the live event streams, one feed per ingress replica however many
-streams are open.
+"""Changes of tasks for the live event streams and the requests that wait for tasks
+(`Prefer: wait`, `?wait=`), one feed per ingress replica however many are open.
 
 - PostgreSQL: one LISTEN connection. A trigger (migration 0005) sends every insertion, change of
   status or attempt, and deletion of a task, with the task's public fields, when its transaction
   commits; the feed hands each to the streams that follow that task or its owner. Streams get
   every change, in order, and query nothing. After the listening connection was lost and is
-  back, every stream reads its tasks once (what changed meanwhile).
-- SQLite: one poller. While streams are open it reads every `poll_interval_s`, in one query for
-  them all, the tasks they follow, and hands on those whose status or attempt changed (or that
-  are gone). Changes less than `poll_interval_s` apart come as one.
+  back, every subscriber reads its tasks once (what changed meanwhile).
+- SQLite: one poller. While anyone subscribes it reads every `poll_interval_s`, in one query
+  for them all, the tasks they follow, and hands on those whose status or attempt changed (or
+  that are gone). Changes less than `poll_interval_s` apart come as one.
 
 A stream that falls behind by more than QUEUE_LIMIT changes is told to read its tasks again
 instead, so a slow client holds a bounded amount of memory.
@@ -20,7 +20,7 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -54,14 +54,16 @@ READ_AGAIN = ReadAgain()
 
 
 class Subscription:
-    """What one stream follows (a task, or every task of an owner), and the changes for it."""
+    """What one stream or waiting request follows (some tasks, or every task of an owner), and
+    the changes for it."""
 
-    def __init__(self, *, task_id: uuid.UUID | None = None, owner_id: uuid.UUID | None = None) -> None:
-        self.task_id, self.owner_id = task_id, owner_id
+    def __init__(self, *, task_ids: frozenset[uuid.UUID] = frozenset(), owner_id: uuid.UUID | None = None) -> None:
+        self.task_ids, self.owner_id = task_ids, owner_id
+        self.polled = False  # SQLite: whether a poll has read its tasks since it subscribed
         self._changes: asyncio.Queue[TaskChange | ReadAgain] = asyncio.Queue()
 
     def wants(self, change: TaskChange) -> bool:
-        return change.task_id == self.task_id or change.owner_id == self.owner_id
+        return change.task_id in self.task_ids or change.owner_id == self.owner_id
 
     def put(self, item: TaskChange | ReadAgain) -> None:
         if self._changes.qsize() >= QUEUE_LIMIT:
@@ -100,10 +102,10 @@ class TaskChangeFeed:
             await asyncio.gather(self._poller, return_exceptions=True)
 
     @contextmanager
-    def subscribe(self, *, task_id: uuid.UUID | None = None, owner_id: uuid.UUID | None = None) -> Iterator[Subscription]:
-        """Changes of one task or of an owner's tasks, from now on: subscribe before reading
-        what the stream shows first, so that no change falls between the two."""
-        subscription = Subscription(task_id=task_id, owner_id=owner_id)
+    def subscribe(self, *, task_ids: Iterable[uuid.UUID] = (), owner_id: uuid.UUID | None = None) -> Iterator[Subscription]:
+        """Changes of these tasks or of an owner's tasks, from now on: subscribe before reading
+        what is shown or awaited first, so that no change falls between the two."""
+        subscription = Subscription(task_ids=frozenset(task_ids), owner_id=owner_id)
         self._subscriptions.add(subscription)
         self._someone_listens.set()
         try:
@@ -140,8 +142,9 @@ class TaskChangeFeed:
                 self._someone_listens.clear()
                 await self._someone_listens.wait()
             await asyncio.sleep(self._poll_interval_s)
-            task_ids = {s.task_id for s in self._subscriptions if s.task_id is not None}
-            owner_ids = {s.owner_id for s in self._subscriptions if s.owner_id is not None}
+            reading = list(self._subscriptions)
+            task_ids = {task_id for s in reading for task_id in s.task_ids}
+            owner_ids = {s.owner_id for s in reading if s.owner_id is not None}
             if not task_ids and not owner_ids:
                 continue
             try:
@@ -155,6 +158,12 @@ class TaskChangeFeed:
             now = Snapshot.of(rows, task_ids, owner_ids)
             for change in last.changes_to(now, rows):
                 self._hand_out(change)
+            # A subscriber read its tasks after subscribing, but a change between that read and
+            # this first poll of them is in no diff: it reads once more.
+            for subscription in reading:
+                if not subscription.polled:
+                    subscription.polled = True
+                    subscription.put(READ_AGAIN)
             last = now
 
 

@@ -2,19 +2,20 @@
 
 `Prefer: wait=S` on a submit (RFC 7240, as Replicate and others offer it) and `?wait=S` on a
 task hold the request until the task has finished or S seconds have passed, then answer with
-the task as it is, with its result once it has succeeded. Waiting holds no database connection;
-the replica's `FinishedFeed` wakes the request.
+the task as it is, with its result once it has succeeded. Waiting holds no database connection
+and sends no query until the replica's change feed (serve_app/task_changes.py) tells of a change
+of an awaited task: its finish, a retry, or its deletion.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import uuid
 
 from db import tasks
 from db.models import Task, TaskStatus
-from serve_app.finished_feed import wait_until
 from serve_app.results import task_results
 from serve_app.schemas import TaskPublic, TaskWithResult
 from serve_app.services import Services
@@ -41,21 +42,26 @@ def finished(task: Task) -> bool:
     return TaskStatus(task.status).finished
 
 
+def _unfinished(current: dict[uuid.UUID, Task | None]) -> list[uuid.UUID]:
+    return [task_id for task_id, task in current.items() if task is not None and not finished(task)]
+
+
 async def wait_for_tasks(services: Services, owner_id: uuid.UUID, waited: list[Task], wait_s: float) -> list[Task | None]:
     """These tasks re-read until all have finished (or were deleted: None) or `wait_s` has passed."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     current: dict[uuid.UUID, Task | None] = {task.id: task for task in waited}
-    with services.finished.watch(list(current)) as woken:
-        while True:
-            unfinished = [task_id for task_id, task in current.items() if task is not None and not finished(task)]
+    with services.changes.subscribe(task_ids=current) as changes:
+        while True:  # read after subscribing, then after each change: none falls between
+            if unfinished := _unfinished(current):
+                async with services.sessions() as session:
+                    found = await tasks.get_many_owned(session, unfinished, owner_id)
+                current.update({task_id: found.get(task_id) for task_id in unfinished})
             remaining = deadline - loop.time()
-            if not unfinished or remaining <= 0:
+            if not _unfinished(current) or remaining <= 0:
                 return [current[task.id] for task in waited]
-            await wait_until(woken, remaining)
-            async with services.sessions() as session:
-                found = await tasks.get_many_owned(session, unfinished, owner_id)
-            current.update({task_id: found.get(task_id) for task_id in unfinished})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(changes.next(), remaining)
 
 
 async def with_results(services: Services, found: list[Task]) -> list[TaskWithResult]:

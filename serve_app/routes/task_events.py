@@ -107,7 +107,7 @@ async def task_events(
 ) -> AsyncIterable[ServerSentEvent]:
     """Live updates of one task: a `task` event now and at each change of status or attempt;
     the stream ends after `succeeded` or `failed`, or with `deleted` if the task is deleted."""
-    with services.changes.subscribe(task_id=task.id) as changes:
+    with services.changes.subscribe(task_ids=[task.id]) as changes:
         current = await _read_task(services, task.id, user)  # again, subscribed: no change falls between
         version = None
         while current is not None:

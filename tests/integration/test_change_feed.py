@@ -75,6 +75,7 @@ async def test_idle_streams_add_no_database_work_however_many(server: tuple[Fast
         per_second = {}
         for count in (1, 30):
             async with opened(http, f"/tasks/{task_id}/events", alice, count), opened(http, "/events", alice, count):
+                await asyncio.sleep(0.3)  # SQLite: each new stream reads once more after its first poll
                 with counted(app) as sent:
                     await asyncio.sleep(0.5)
                 per_second[count] = 2 * len(sent)
@@ -82,6 +83,32 @@ async def test_idle_streams_add_no_database_work_however_many(server: tuple[Fast
     # every stream at once, 20 times a second (events_poll_interval_s = 0.05 in the tests).
     assert per_second[30] <= per_second[1] + 4, per_second
     assert per_second[30] <= 25, per_second
+
+
+async def test_waiting_requests_send_no_queries_while_they_wait(server: tuple[FastAPI, str], sessions: SessionFactory) -> None:
+    """`?wait=` (the client's and the CLI's `wait`) follows the same feed: thirty requests held
+    on a queued task cost what one does, and all answer once it is deleted."""
+    app, url = server
+    async with httpx.AsyncClient(base_url=url, timeout=30) as http:
+        admin = await login(http, "admin", ADMIN_PASSWORD)
+        alice = await create_user(http, admin, "alice", "alice-password-1")
+        task_id = (await submit(http, alice, rectangle_image())).json()["id"]
+        per_second = {}
+        for count in (1, 30):
+            waiting = [asyncio.create_task(http.get(f"{API}/tasks/{task_id}", params={"wait": 30}, headers=alice)) for _ in range(count)]
+            await asyncio.sleep(0.5)  # all of them are held now
+            with counted(app) as sent:
+                await asyncio.sleep(0.5)
+            per_second[count] = 2 * len(sent)
+            if count == 1:
+                for request in waiting:
+                    request.cancel()
+                await asyncio.gather(*waiting, return_exceptions=True)
+        assert (await http.delete(f"{API}/tasks/{task_id}", headers=alice)).status_code == 204
+        answers = await asyncio.wait_for(asyncio.gather(*waiting), 10)
+    assert {answer.status_code for answer in answers} == {404}
+    # Re-reading every 2 s each, as they did before the feed, 30 would add 15 a second.
+    assert per_second[30] <= per_second[1] + 6, per_second
 
 
 @pytest.mark.parametrize("backend_url", ["postgresql"], indirect=True)
