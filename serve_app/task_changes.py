@@ -123,15 +123,28 @@ class TaskChangeFeed:
             subscription.put(READ_AGAIN)
 
     def _on_notify(self, payload: str) -> None:
+        """Every change of every task reaches every replica: what nobody follows is dropped
+        before its fields are parsed."""
+        if not self._subscriptions:
+            return
         try:
             fields = json.loads(payload)
             task_id, owner_id = uuid.UUID(fields["id"]), uuid.UUID(fields["owner_id"])
-            deleted = bool(fields.get("deleted"))
-            task = None if deleted or fields.get("partial") else TaskPublic.model_validate(fields)
-        except (ValueError, KeyError, TypeError, ValidationError):
+        except (ValueError, KeyError, TypeError):
             log.warning("ignored a task-change notification that is not ours: %.200s", payload)
             return
-        self._hand_out(TaskChange(task_id=task_id, owner_id=owner_id, task=task, deleted=deleted))
+        deleted = bool(fields.get("deleted"))
+        bare = TaskChange(task_id=task_id, owner_id=owner_id, task=None, deleted=deleted)
+        interested = [s for s in self._subscriptions if s.wants(bare)]
+        if not interested:
+            return
+        try:
+            task = None if deleted or fields.get("partial") else TaskPublic.model_validate(fields)
+        except ValidationError:  # the fields are read from the database instead
+            task = None
+        change = TaskChange(task_id=task_id, owner_id=owner_id, task=task, deleted=deleted)
+        for subscription in interested:
+            subscription.put(change)
 
     async def _poll_forever(self) -> None:
         """SQLite: the followed tasks, read together, compared with the last read."""

@@ -19,6 +19,7 @@ from db.models import Task, TaskStatus
 from serve_app.results import task_results
 from serve_app.schemas import TaskPublic, TaskWithResult
 from serve_app.services import Services
+from serve_app.task_changes import Subscription, TaskChange
 
 MAX_WAIT_S = 60.0
 
@@ -42,6 +43,17 @@ def finished(task: Task) -> bool:
     return TaskStatus(task.status).finished
 
 
+async def _next_worth_reading(changes: Subscription, timeout_s: float) -> None:
+    """Until a change that may end the wait (a task finished, was deleted, or the feed asks to
+    read again), or `timeout_s`: a task that merely started running is not read again."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout_s):
+            while True:
+                change = await changes.next()
+                if not isinstance(change, TaskChange) or change.deleted or change.task is None or change.task.status.finished:
+                    return
+
+
 def _unfinished(current: dict[uuid.UUID, Task | None]) -> list[uuid.UUID]:
     return [task_id for task_id, task in current.items() if task is not None and not finished(task)]
 
@@ -60,8 +72,7 @@ async def wait_for_tasks(services: Services, owner_id: uuid.UUID, waited: list[T
             remaining = deadline - loop.time()
             if not _unfinished(current) or remaining <= 0:
                 return [current[task.id] for task in waited]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changes.next(), remaining)
+            await _next_worth_reading(changes, remaining)
 
 
 async def with_results(services: Services, found: list[Task]) -> list[TaskWithResult]:
