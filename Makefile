@@ -48,7 +48,7 @@ test: install postgres chromium
 
 # The tiers that need no Ray and no browser (tests/unit, tests/integration), one file per worker
 # (the model files as one, the longest first: tests/support/scheduling.py), a worker more than the
-# cores (some tests wait on timers): 56-58 s on 2 cores (tests/README.md).
+# cores (some tests wait on timers): 53-57 s on 2 cores (tests/README.md).
 # No fuzzing in these tiers, so Hypothesis' and Schemathesis' plugins stay unloaded. Installs
 # nothing on the host; starts an installed PostgreSQL if it is stopped.
 TEST_WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
