@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import socket
-import statistics
 import subprocess
 import sys
 import time
@@ -144,6 +143,7 @@ class Clients:
 
 async def run(args: argparse.Namespace, url: str) -> dict:
     from scripts.large_table.fill import _images
+    from scripts.scale import summary
 
     image = _images()[0][0]
     clients = Clients(url, args.users)
@@ -165,7 +165,7 @@ async def run(args: argparse.Namespace, url: str) -> dict:
         tab.cancel()
     await asyncio.gather(*tabs, return_exceptions=True)
     await clients.http.aclose()
-    latencies = sorted(clients.latencies)
+    latency = summary(clients.latencies) if clients.latencies else {"samples": 0, "p50_ms": None, "p99_ms": None}
     return {
         "listeners": len(ready),
         "users": args.users,
@@ -174,9 +174,9 @@ async def run(args: argparse.Namespace, url: str) -> dict:
         "statements_per_s_without_streams": without["statements_per_s"],
         "statements_per_s_with_streams": with_streams["statements_per_s"],
         "queries_per_s": round(with_streams["statements_per_s"] - without["statements_per_s"], 1),
-        "events_timed": len(latencies),
-        "event_p50_ms": round(statistics.median(latencies) * 1000, 1) if latencies else None,
-        "event_p99_ms": round(latencies[min(len(latencies) - 1, round(0.99 * (len(latencies) - 1)))] * 1000, 1) if latencies else None,
+        "events_timed": latency["samples"],
+        "event_p50_ms": latency["p50_ms"],
+        "event_p99_ms": latency["p99_ms"],
         "kb_per_listener": round((rss_open - rss_before) / 1024 / max(1, len(ready)), 1),
         "accepted": [without["accepted"], with_streams["accepted"]],
     }

@@ -66,12 +66,17 @@ async def opened(http: httpx.AsyncClient, path: str, headers: dict[str, str], co
         yield streams
 
 
+async def _alice_with_a_task(http: httpx.AsyncClient) -> tuple[dict[str, str], str]:
+    """A user made by the admin, her headers, and a task of hers (queued: nothing runs it)."""
+    admin = await login(http, "admin", ADMIN_PASSWORD)
+    alice = await create_user(http, admin, "alice", "alice-password-1")
+    return alice, (await submit(http, alice, rectangle_image())).json()["id"]
+
+
 async def test_idle_streams_add_no_database_work_however_many(server: tuple[FastAPI, str]) -> None:
     app, url = server
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        admin = await login(http, "admin", ADMIN_PASSWORD)
-        alice = await create_user(http, admin, "alice", "alice-password-1")
-        task_id = (await submit(http, alice, rectangle_image())).json()["id"]
+        alice, task_id = await _alice_with_a_task(http)
         per_second = {}
         for count in (1, 30):
             async with opened(http, f"/tasks/{task_id}/events", alice, count), opened(http, "/events", alice, count):
@@ -85,14 +90,12 @@ async def test_idle_streams_add_no_database_work_however_many(server: tuple[Fast
     assert per_second[30] <= 25, per_second
 
 
-async def test_waiting_requests_send_no_queries_while_they_wait(server: tuple[FastAPI, str], sessions: SessionFactory) -> None:
+async def test_waiting_requests_send_no_queries_while_they_wait(server: tuple[FastAPI, str]) -> None:
     """`?wait=` (the client's and the CLI's `wait`) follows the same feed: thirty requests held
     on a queued task cost what one does, and all answer once it is deleted."""
     app, url = server
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        admin = await login(http, "admin", ADMIN_PASSWORD)
-        alice = await create_user(http, admin, "alice", "alice-password-1")
-        task_id = (await submit(http, alice, rectangle_image())).json()["id"]
+        alice, task_id = await _alice_with_a_task(http)
         per_second = {}
         for count in (1, 30):
             waiting = [asyncio.create_task(http.get(f"{API}/tasks/{task_id}", params={"wait": 30}, headers=alice)) for _ in range(count)]
@@ -117,9 +120,7 @@ async def test_streams_show_every_state_however_quick(server: tuple[FastAPI, str
     order (a feed that polled would skip what lasted less than a poll)."""
     _, url = server
     async with httpx.AsyncClient(base_url=url, timeout=30) as http:
-        admin = await login(http, "admin", ADMIN_PASSWORD)
-        alice = await create_user(http, admin, "alice", "alice-password-1")
-        task_id = (await submit(http, alice, rectangle_image())).json()["id"]
+        alice, task_id = await _alice_with_a_task(http)
         async with opened(http, f"/tasks/{task_id}/events", alice, 5) as one_task, opened(http, "/events", alice, 5) as everything:
             async with sessions() as session:
                 [claim] = await queue.claim(session, worker_id="test", limit=1, lease_s=30)
