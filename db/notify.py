@@ -1,7 +1,7 @@
 """Prompt wake-ups on PostgreSQL, through LISTEN/NOTIFY.
 
-- `primscene_tasks`: a task was enqueued; dispatchers start it within milliseconds instead of
-  at their next poll.
+- `primscene_tasks`: tasks were enqueued (sent by a trigger, migration 0007); dispatchers start
+  them within milliseconds instead of at their next poll.
 - `primscene_task_changes`: any change of a task (inserted, status or attempt changed,
   deleted), sent by a trigger; an ingress hands it to the event streams and the requests that
   wait for that task (serve_app/task_changes.py).
@@ -19,9 +19,7 @@ import logging
 from collections.abc import Callable
 
 import asyncpg
-from sqlalchemy import text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession
 
 CHANNEL = "primscene_tasks"
 # Sent by a trigger on `tasks` (migration 0005) for every insertion, change of status or attempt,
@@ -30,16 +28,6 @@ TASK_CHANGES_CHANNEL = "primscene_task_changes"
 RECONNECT_S = 2.0
 
 log = logging.getLogger(__name__)
-
-
-def _is_postgres(session: AsyncSession) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
-async def notify_new_task(session: AsyncSession) -> None:
-    """Queue a notification; PostgreSQL delivers it when the transaction commits."""
-    if _is_postgres(session):
-        await session.execute(text(f"NOTIFY {CHANNEL}"))
 
 
 class ChannelListener:

@@ -19,7 +19,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from db.models import QUEUED_SQL, UNFINISHED, UNFINISHED_SQL, Primitive, SceneResult, Task, TaskInput, TaskStatus, WebhookState
-from db.notify import notify_new_task
 from db.types import utcnow
 
 MAX_ERROR_LENGTH = 1000
@@ -101,7 +100,6 @@ async def enqueue(
         session.add(task)
         await session.flush()  # the input's foreign key needs the task row first
         session.add(stored)
-        await notify_new_task(session)
         await session.commit()
     except IntegrityError:
         # Another request with the same key won the race: answer with its task.
@@ -145,7 +143,6 @@ async def enqueue_many(
         await session.flush()  # the inputs' foreign keys need the task rows first
         accepted = [upload for upload, outcome in zip(uploads, outcomes) if isinstance(outcome, Task)]
         session.add_all([_input_row(task.id, upload) for task, upload in zip(tasks, accepted)])
-        await notify_new_task(session)
         await session.commit()
     return outcomes
 

@@ -91,9 +91,18 @@ async def get_result(session: AsyncSession, task_id: uuid.UUID) -> StoredResult 
 
 
 async def get_results(session: AsyncSession, task_ids: list[uuid.UUID]) -> dict[uuid.UUID, StoredResult]:
-    """The results of those of these tasks that have one, in two queries whatever their number."""
+    """The results of those of these tasks that have one, in two queries whatever their number.
+
+    The primitives are read before the scenes, so the two reads need no transaction around them
+    (`db.engine.read_session_factory`): a result is stored whole and deleted whole, so a scene
+    still there means that every one of its primitives was there for the read before."""
     if not task_ids:
         return {}
+    found: dict[uuid.UUID, list[Primitive]] = {task_id: [] for task_id in task_ids}
+    for primitive in await session.scalars(
+        select(Primitive).where(Primitive.task_id.in_(task_ids)).order_by(Primitive.task_id, Primitive.ordinal)
+    ):
+        found[primitive.task_id].append(primitive)
     rows = (
         await session.execute(
             select(SceneResult, TaskInput.width, TaskInput.height)
@@ -101,13 +110,6 @@ async def get_results(session: AsyncSession, task_ids: list[uuid.UUID]) -> dict[
             .where(SceneResult.task_id.in_(task_ids))
         )
     ).all()
-    found: dict[uuid.UUID, list[Primitive]] = {scene.task_id: [] for scene, _, _ in rows}
-    if found:
-        primitives = await session.scalars(
-            select(Primitive).where(Primitive.task_id.in_(list(found))).order_by(Primitive.task_id, Primitive.ordinal)
-        )
-        for primitive in primitives:
-            found[primitive.task_id].append(primitive)
     return {
         scene.task_id: StoredResult(width=width, height=height, primitives=found[scene.task_id], scene=scene)
         for scene, width, height in rows

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -50,7 +51,7 @@ def profile_pids(root_pid: int) -> dict[str, int]:
 def record(pid: int, seconds: int, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
         [str(BIN / "py-spy"), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100",
-         "--format", "raw", "--nonblocking", "--output", str(out)],
+         "--format", "raw", "--nonblocking", "--threads", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
     )
 
@@ -98,6 +99,7 @@ def main() -> None:
     parser.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/primscene_bench")
     parser.add_argument("--port", type=int, default=8010)
     parser.add_argument("--throughput-mode", action="store_true", help="Ray Serve's throughput mode with direct ingress, as benchmarked")
+    parser.add_argument("--keep-raw", type=Path, help="also keep py-spy's raw stacks (one <role>.txt each) in this folder")
     args = parser.parse_args()
     images = make_images(args.images)
     url = f"http://127.0.0.1:{args.port}"
@@ -118,6 +120,11 @@ def main() -> None:
                 recorder.wait()
             driver.join()
             write(args.label, {name: summarise(out) for name, (_, out) in recorders.items() if out.exists()}, args)
+            if args.keep_raw:
+                args.keep_raw.mkdir(parents=True, exist_ok=True)
+                for _, out in recorders.values():
+                    if out.exists():
+                        shutil.copy(out, args.keep_raw / out.name)
 
 
 def write(label: str, profiles: dict, args: argparse.Namespace) -> None:

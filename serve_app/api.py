@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from db.engine import SessionFactory, create_engine, session_factory
+from db.engine import SessionFactory, create_engine, read_session_factory, session_factory
 from db.migrate import check_schema
 from deployments.contract import BatchPipeline, ModelCatalog
 from serve_app.body_limit import BodySizeLimit
@@ -80,6 +80,7 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
                         settings=settings,
                         engine=engine,
                         sessions=sessions,
+                        reads=read_session_factory(engine),
                         passwords=passwords,
                         tokens=TokenCodec(settings.jwt_secret(), timedelta(minutes=settings.auth.access_token_ttl_minutes)),
                         models=models,

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from db import tasks
 from db.models import Task, TaskStatus
 from deployments.contract import ClassScore, ModelVersions, Primitive, Scene
-from serve_app.schemas import ImageSize, TaskResult
+from serve_app.schemas import ImageSize, TaskPublic, TaskResult
 
 
 async def task_result(session: AsyncSession, task: Task) -> TaskResult | None:
@@ -17,20 +17,20 @@ async def task_result(session: AsyncSession, task: Task) -> TaskResult | None:
     if task.status != TaskStatus.succeeded.value:
         return None
     stored = await tasks.get_result(session, task.id)
-    return None if stored is None else _public(task, stored)
+    return None if stored is None else _public(task.id, stored)
 
 
-async def task_results(session: AsyncSession, found: list[Task]) -> dict[uuid.UUID, TaskResult]:
+async def task_results(session: AsyncSession, found: list[TaskPublic]) -> dict[uuid.UUID, TaskResult]:
     """The results of those of these tasks that succeeded, read together."""
-    succeeded = {task.id: task for task in found if task.status == TaskStatus.succeeded.value}
-    stored = await tasks.get_results(session, list(succeeded))
-    return {task_id: _public(succeeded[task_id], result) for task_id, result in stored.items()}
+    succeeded = [task.id for task in found if task.status == TaskStatus.succeeded]
+    stored = await tasks.get_results(session, succeeded)
+    return {task_id: _public(task_id, result) for task_id, result in stored.items()}
 
 
-def _public(task: Task, stored: tasks.StoredResult) -> TaskResult:
+def _public(task_id: uuid.UUID, stored: tasks.StoredResult) -> TaskResult:
     scene = stored.scene
     return TaskResult(
-        task_id=task.id,
+        task_id=task_id,
         status=TaskStatus.succeeded,
         image=ImageSize(width=stored.width, height=stored.height),
         primitives=[Primitive.model_validate(p, from_attributes=True) for p in stored.primitives],

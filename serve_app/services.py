@@ -20,6 +20,7 @@ class Services:
     settings: Settings
     engine: AsyncEngine
     sessions: SessionFactory
+    reads: SessionFactory  # autocommit, for single-statement reads on the hot path (db.engine.read_session_factory)
     passwords: Passwords
     tokens: TokenCodec
     models: ModelCatalog

@@ -101,6 +101,11 @@ class TaskChangeFeed:
             self._poller.cancel()
             await asyncio.gather(self._poller, return_exceptions=True)
 
+    @property
+    def subscribers(self) -> int:
+        """Open event streams and waiting requests of this replica."""
+        return len(self._subscriptions)
+
     @contextmanager
     def subscribe(self, *, task_ids: Iterable[uuid.UUID] = (), owner_id: uuid.UUID | None = None) -> Iterator[Subscription]:
         """Changes of these tasks or of an owner's tasks, from now on: subscribe before reading

@@ -3,8 +3,8 @@
 `Prefer: wait=S` on a submit (RFC 7240, as Replicate and others offer it) and `?wait=S` on a
 task hold the request until the task has finished or S seconds have passed, then answer with
 the task as it is, with its result once it has succeeded. Waiting holds no database connection
-and sends no query until the replica's change feed (serve_app/task_changes.py) tells of a change
-of an awaited task: its finish, a retry, or its deletion.
+and reads nothing while it waits: the replica's change feed (serve_app/task_changes.py) brings
+each change of an awaited task with the task's fields, so only a succeeded task's result is read.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from db.models import Task, TaskStatus
 from serve_app.results import task_results
 from serve_app.schemas import TaskPublic, TaskWithResult
 from serve_app.services import Services
-from serve_app.task_changes import Subscription, TaskChange
+from serve_app.task_changes import ReadAgain, TaskChange
 
 MAX_WAIT_S = 60.0
 
@@ -39,48 +39,64 @@ def prefer_wait(header: str | None) -> float | None:
     return None
 
 
-def finished(task: Task) -> bool:
+def finished(task: Task | TaskPublic) -> bool:
     return TaskStatus(task.status).finished
 
 
-async def _next_worth_reading(changes: Subscription, timeout_s: float) -> None:
-    """Until a change that may end the wait (a task finished, was deleted, or the feed asks to
-    read again), or `timeout_s`: a task that merely started running is not read again."""
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(timeout_s):
-            while True:
-                change = await changes.next()
-                if not isinstance(change, TaskChange) or change.deleted or change.task is None or change.task.status.finished:
-                    return
+Followed = dict[uuid.UUID, TaskPublic | None]  # each awaited task as last known; None once deleted
 
 
-def _unfinished(current: dict[uuid.UUID, Task | None]) -> list[uuid.UUID]:
-    return [task_id for task_id, task in current.items() if task is not None and not finished(task)]
+def _apply(change: TaskChange | ReadAgain, current: Followed) -> set[uuid.UUID]:
+    """Take in one change of the feed; returns the tasks to read again. A notification carries
+    the task's fields, so it needs no read, unless it left fields out. A task that has finished
+    or was deleted stays so: a change queued before the read that saw it is older news."""
+    if not isinstance(change, TaskChange):
+        return {task_id for task_id, task in current.items() if task is not None and not finished(task)}
+    known = current.get(change.task_id)
+    if change.task_id not in current or known is None or finished(known):
+        return set()
+    if change.deleted:
+        current[change.task_id] = None
+    elif change.task is None:
+        return {change.task_id}
+    else:
+        current[change.task_id] = change.task
+    return set()
 
 
-async def wait_for_tasks(services: Services, owner_id: uuid.UUID, waited: list[Task], wait_s: float) -> list[Task | None]:
-    """These tasks re-read until all have finished (or were deleted: None) or `wait_s` has passed."""
+def _unfinished(current: Followed) -> bool:
+    return any(task is not None and not finished(task) for task in current.values())
+
+
+async def wait_for_tasks(services: Services, owner_id: uuid.UUID, waited: list[Task], wait_s: float) -> list[TaskPublic | None]:
+    """These tasks as they are once all have finished (or were deleted: None) or `wait_s` has passed."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
-    current: dict[uuid.UUID, Task | None] = {task.id: task for task in waited}
+    current: Followed = {task.id: TaskPublic.model_validate(task) for task in waited}
     with services.changes.subscribe(task_ids=current) as changes:
-        while True:  # read after subscribing, then after each change: none falls between
-            if unfinished := _unfinished(current):
-                async with services.sessions() as session:
-                    found = await tasks.get_many_owned(session, unfinished, owner_id)
-                current.update({task_id: found.get(task_id) for task_id in unfinished})
+        stale = set(current)  # read once after subscribing: a change just before it is in no notification
+        while True:
+            if stale := {task_id for task_id in stale if (task := current[task_id]) is not None and not finished(task)}:
+                async with services.reads() as session:
+                    found = await tasks.get_many_owned(session, list(stale), owner_id)
+                current.update({task_id: _public(found.get(task_id)) for task_id in stale})
             remaining = deadline - loop.time()
             if not _unfinished(current) or remaining <= 0:
                 return [current[task.id] for task in waited]
-            await _next_worth_reading(changes, remaining)
+            stale = set()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(remaining):
+                    stale = _apply(await changes.next(), current)
 
 
-async def with_results(services: Services, found: list[Task]) -> list[TaskWithResult]:
+def _public(task: Task | None) -> TaskPublic | None:
+    return None if task is None else TaskPublic.model_validate(task)
+
+
+async def with_results(services: Services, found: list[TaskPublic]) -> list[TaskWithResult]:
     """The tasks as the API answers them, each succeeded one with its result."""
     results = {}
-    if any(task.status == TaskStatus.succeeded.value for task in found):
-        async with services.sessions() as session:
+    if any(task.status == TaskStatus.succeeded for task in found):
+        async with services.reads() as session:
             results = await task_results(session, found)
-    return [
-        TaskWithResult(**TaskPublic.model_validate(task).model_dump(), result=results.get(task.id)) for task in found
-    ]
+    return [TaskWithResult(**task.model_dump(), result=results.get(task.id)) for task in found]

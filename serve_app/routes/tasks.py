@@ -189,16 +189,15 @@ async def answer_submit(services: Services, owner_id: uuid.UUID, found: list[Tas
     """The tasks as a submit answers them: at once (202), or, when the client prefers to wait,
     after waiting (200 once all have finished, with their results; else 202)."""
     wait_s = prefer_wait(prefer)
-    if wait_s is not None:
-        response.headers["Preference-Applied"] = f"wait={wait_s:g}"
-        # A task deleted while the request waited is answered as it last was.
-        waited = await wait_for_tasks(services, owner_id, found, wait_s)
-        found = [now or before for now, before in zip(waited, found)]
     if wait_s is None:
         return [TaskWithResult.model_validate(t) for t in found]
-    if found and all(finished(task) for task in found):
+    response.headers["Preference-Applied"] = f"wait={wait_s:g}"
+    waited = await wait_for_tasks(services, owner_id, found, wait_s)
+    # A task deleted while the request waited is answered as it last was.
+    answered = [now or TaskPublic.model_validate(before) for now, before in zip(waited, found)]
+    if answered and all(finished(task) for task in answered):
         response.status_code = status.HTTP_200_OK
-    return await with_results(services, found)
+    return await with_results(services, answered)
 
 
 def _encode_cursor(key: tasks.PageKey) -> str:
