@@ -19,7 +19,7 @@ from db.models import Task, TaskStatus
 from serve_app.results import task_results
 from serve_app.schemas import TaskPublic, TaskWithResult
 from serve_app.services import Services
-from serve_app.task_changes import ReadAgain, TaskChange
+from serve_app.task_changes import ReadAgain, Subscription, TaskChange
 
 MAX_WAIT_S = 60.0
 
@@ -68,13 +68,19 @@ def _unfinished(current: Followed) -> bool:
     return any(task is not None and not finished(task) for task in current.values())
 
 
-async def wait_for_tasks(services: Services, owner_id: uuid.UUID, waited: list[Task], wait_s: float) -> list[TaskPublic | None]:
-    """These tasks as they are once all have finished (or were deleted: None) or `wait_s` has passed."""
+async def wait_for_tasks(
+    services: Services, owner_id: uuid.UUID, waited: list[Task], wait_s: float, following_since_stored: Subscription | None = None
+) -> list[TaskPublic | None]:
+    """These tasks as they are once all have finished (or were deleted: None) or `wait_s` has passed.
+
+    The tasks are read once after subscribing to their changes (a change before that is in no
+    notification), unless the caller passes the subscription it made before storing them."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + wait_s
     current: Followed = {task.id: TaskPublic.model_validate(task) for task in waited}
-    with services.changes.subscribe(task_ids=current) as changes:
-        stale = set(current)  # read once after subscribing: a change just before it is in no notification
+    subscribing = services.changes.subscribe(task_ids=current) if following_since_stored is None else contextlib.nullcontext(following_since_stored)
+    with subscribing as changes:
+        stale = set(current) if following_since_stored is None else set()
         while True:
             if stale := {task_id for task_id in stale if (task := current[task_id]) is not None and not finished(task)}:
                 async with services.reads() as session:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import json
 import uuid
 from datetime import datetime
@@ -34,6 +35,7 @@ from serve_app.schemas import (
     WebhookStatus,
 )
 from serve_app.services import Services
+from serve_app.task_changes import Subscription
 from serve_app.task_log import TaskLog
 from serve_app.waiting import MAX_WAIT_S, finished, prefer_wait, wait_for_tasks, with_results
 from serve_app.webhooks import MAX_URL_LENGTH, CallbackRefused, check_callback_url
@@ -144,11 +146,16 @@ async def create_task(
     owner_id = user.id  # read now: a rolled-back race below expires the session's objects
     check_callback(callback_url, services)
     upload = await read_upload(image, services.settings.limits)
-    task, created = await enqueue_upload(services, session, owner_id, upload, idempotency_key, callback_url)
-    if not created:
-        response.headers["Idempotent-Replayed"] = "true"
-    response.headers["Location"] = API_PREFIX + task_location(task.id)
-    [answer] = await answer_submit(services, owner_id, [task], prefer, response)
+    task_id = uuid.uuid4()
+    # A client that waits follows its task from before it is stored, so the wait need not read
+    # the task first to learn what happened to it meanwhile.
+    following = services.changes.subscribe(task_ids=[task_id]) if prefer_wait(prefer) is not None else contextlib.nullcontext()
+    with following as changes:
+        task, created = await enqueue_upload(services, session, owner_id, upload, idempotency_key, callback_url, task_id=task_id)
+        if not created:
+            response.headers["Idempotent-Replayed"] = "true"
+        response.headers["Location"] = API_PREFIX + task_location(task.id)
+        [answer] = await answer_submit(services, owner_id, [task], prefer, response, following_since_stored=changes if created else None)
     return answer
 
 
@@ -161,11 +168,13 @@ def check_callback(callback_url: str | None, services: Services) -> None:
 
 
 async def enqueue_upload(
-    services: Services, session: AsyncSession, owner_id: uuid.UUID, upload: NewInput, idempotency_key: str | None, callback_url: str | None
+    services: Services, session: AsyncSession, owner_id: uuid.UUID, upload: NewInput, idempotency_key: str | None, callback_url: str | None,
+    task_id: uuid.UUID | None = None,
 ) -> tuple[Task, bool]:
     settings = services.settings
     task, created = await queue.enqueue(
         session,
+        task_id=task_id,
         owner_id=owner_id,
         upload=upload,
         max_attempts=settings.queue.max_attempts,
@@ -185,14 +194,18 @@ def record_accepted(services: Services, task: Task, owner_id: uuid.UUID, upload:
     TaskLog(task.id, owner_id).info("accepted (%d bytes, %dx%d)", len(upload.data), upload.width, upload.height)
 
 
-async def answer_submit(services: Services, owner_id: uuid.UUID, found: list[Task], prefer: str | None, response: Response) -> list[TaskWithResult]:
+async def answer_submit(
+    services: Services, owner_id: uuid.UUID, found: list[Task], prefer: str | None, response: Response,
+    following_since_stored: Subscription | None = None,
+) -> list[TaskWithResult]:
     """The tasks as a submit answers them: at once (202), or, when the client prefers to wait,
-    after waiting (200 once all have finished, with their results; else 202)."""
+    after waiting (200 once all have finished, with their results; else 202). See
+    `wait_for_tasks` for `following_since_stored`."""
     wait_s = prefer_wait(prefer)
     if wait_s is None:
         return [TaskWithResult.model_validate(t) for t in found]
     response.headers["Preference-Applied"] = f"wait={wait_s:g}"
-    waited = await wait_for_tasks(services, owner_id, found, wait_s)
+    waited = await wait_for_tasks(services, owner_id, found, wait_s, following_since_stored)
     # A task deleted while the request waited is answered as it last was.
     answered = [now or TaskPublic.model_validate(before) for now, before in zip(waited, found)]
     if answered and all(finished(task) for task in answered):
