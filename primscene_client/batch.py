@@ -124,8 +124,8 @@ def _stop(rows: list[Submission], error: PrimsceneError) -> tuple[list[Submissio
 
 
 def wait_all(client: Client, rows: list[Submission], err: Console, timeout: float | None) -> None:
-    """Wait for the submitted tasks until each has finished (or time is up), one long poll at a
-    time (each answered as soon as its task finishes), then fetch the results."""
+    """Wait for the submitted tasks until each has finished (or time is up), following one task's
+    event stream at a time (each ends as soon as its task finishes), then fetch the results."""
     waiting = [r for r in rows if r.task is not None and not r.task.finished]
     total = sum(1 for r in rows if r.task is not None)
     deadline = None if timeout is None else time.monotonic() + timeout

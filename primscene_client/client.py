@@ -24,7 +24,7 @@ import anyio
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from primscene_client.errors import WaitTimeout, error_for, unreachable
+from primscene_client.errors import NotFound, WaitTimeout, error_for, unreachable
 from primscene_client.models import BatchItem, BatchSubmitted, ModelInfo, Result, Task, TaskPage, Token, User
 
 API = "/api/v1"
@@ -104,9 +104,11 @@ class _Calls:
     def get_request(self, method: str, path: str, *, ok: tuple[int, ...] = (200,), **kwargs: Any) -> _Request:
         return _Request(method, f"{API}{path}", {"headers": self._headers(), **kwargs}, ok=ok)
 
-    def long_poll_request(self, task_id: TaskId, wait_s: float) -> _Request:
-        """The task, answered once it has finished or after `wait_s` (the read may take that long)."""
-        return self.get_request("GET", f"/tasks/{task_id}", params={"wait": round(wait_s, 3)}, timeout=httpx.Timeout(60.0, connect=5.0, read=wait_s + 30))
+    def events_request(self, task_id: TaskId, backoff: Backoff) -> _Request:
+        """The task's event stream. A read waits at most until the deadline, and never much
+        longer than the server's keep-alive comments take to come (a silent stream is dead)."""
+        read_s = backoff.stream_read_s()
+        return self.get_request("GET", f"/tasks/{task_id}/events", timeout=httpx.Timeout(60.0, connect=5.0, read=read_s))
 
     def page_request(self, status: str | None, page_size: int, cursor: str | None) -> _Request:
         params: dict[str, Any] = {"limit": page_size}
@@ -135,6 +137,37 @@ def _page_size(page_size: int, limit: int | None, seen: int) -> int:
     return page_size if limit is None else max(1, min(page_size, limit - seen))
 
 
+class TaskEvents:
+    """Reads a task's event stream (`text/event-stream`) line by line: `feed` returns the task of
+    each `task` event and raises NotFound on `deleted`.
+
+    Written here rather than taken from an SSE library because `wait` must see every line,
+    keep-alive comments included, to keep its deadline: SSE readers hand over events only, and a
+    stream that sends nothing but keep-alives would hold them past it."""
+
+    def __init__(self, task_id: TaskId) -> None:
+        self.task_id = task_id
+        self._event: str = "message"
+        self._data: list[str] = []
+
+    def feed(self, line: str) -> Task | None:
+        if line.startswith(":"):  # a comment: the server's keep-alive
+            return None
+        if line:
+            name, _, value = line.partition(":")
+            value = value.removeprefix(" ")
+            if name == "event":
+                self._event = value
+            elif name == "data":
+                self._data.append(value)
+            return None
+        event, data = self._event, "\n".join(self._data)  # a blank line ends an event
+        self._event, self._data = "message", []
+        if event == "deleted":
+            raise NotFound(f"task {self.task_id} was deleted while waiting for it", status_code=404, detail="Task not found")
+        return Task.model_validate_json(data) if event == "task" and data else None
+
+
 class Backoff:
     """Polling intervals: quick at first (an idle service finishes in tens of milliseconds), then
     slower, never past `cap`, never past the deadline."""
@@ -143,11 +176,14 @@ class Backoff:
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.delay, self.factor, self.cap = first, factor, cap
 
-    def long_poll_s(self) -> float:
-        """How long the next `?wait=` may hold: LONG_POLL_S, never past the deadline."""
+    def expired(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
+    def stream_read_s(self) -> float:
+        """How long one read of an event stream may wait: SILENT_STREAM_S, never past the deadline."""
         if self.deadline is None:
-            return LONG_POLL_S
-        return max(0.0, min(LONG_POLL_S, self.deadline - time.monotonic()))
+            return SILENT_STREAM_S
+        return max(0.01, min(SILENT_STREAM_S, self.deadline - time.monotonic()))
 
     def next_delay(self) -> float | None:
         """Seconds to sleep before the next poll, or None when time is up."""
@@ -159,8 +195,9 @@ class Backoff:
         return delay if self.deadline is None else min(delay, self.deadline - now)
 
 
-# A long poll (`GET /tasks/{id}?wait=S`) holds at most this long; the server caps it at 60 s.
-LONG_POLL_S = 30.0
+# An event stream with nothing on it for this long is taken as dead and opened again: the
+# server sends a keep-alive comment after 15 s without an event.
+SILENT_STREAM_S = 25.0
 
 
 def _timed_out(task: Task, timeout: float | None) -> WaitTimeout:
@@ -228,19 +265,32 @@ class Client(_Calls):
 
     def wait(self, task_id: TaskId, timeout: float | None = 300.0) -> Task:
         """Wait until the task has succeeded or failed and return it; WaitTimeout after `timeout`
-        seconds (None: no limit). Each request is a long poll (`?wait=`) that the service answers
-        as soon as the task finishes; a server that answers at once is polled with backoff."""
-        backoff = Backoff(timeout)
+        seconds (None: no limit), NotFound if it is deleted meanwhile. One request: the task's
+        event stream (`GET /tasks/{id}/events`), which tells of each change as it happens and
+        ends when the task finishes. A stream that breaks off is opened again, with backoff."""
+        backoff, last = Backoff(timeout), None  # last: the task as its latest event showed it
         while True:
-            asked, started = backoff.long_poll_s(), time.monotonic()
-            task = self._parse(Task, self._send(self.long_poll_request(task_id, asked)))
-            if task.finished:
-                return task
-            delay = backoff.next_delay()
-            if delay is None:
-                raise _timed_out(task, timeout)
-            if time.monotonic() - started < asked / 2:  # the request was not held
-                time.sleep(delay)
+            call = self.events_request(task_id, backoff)
+            events = TaskEvents(task_id)
+            try:
+                with self._http.stream(call.method, call.path, **call.kwargs) as response:
+                    if response.status_code not in call.ok:
+                        response.read()
+                        self._check(call, response)
+                    for line in response.iter_lines():
+                        if (task := events.feed(line)) is not None:
+                            last = task
+                            if task.finished:
+                                return task
+                        if backoff.expired():
+                            break
+            except httpx.ConnectError as exc:
+                raise unreachable(self.base_url, exc) from exc
+            except httpx.TransportError:  # the stream broke off or fell silent: open it again
+                pass
+            if (delay := backoff.next_delay()) is None:
+                raise _timed_out(last or self.get(task_id), timeout)
+            time.sleep(delay)
 
     def result(self, task_id: TaskId) -> Result:
         """Primitives, scene and model versions; NotFinished while the task has not succeeded."""
@@ -335,17 +385,29 @@ class AsyncClient(_Calls):
         return self._parse(Task, await self._send(self.get_request("GET", f"/tasks/{task_id}")))
 
     async def wait(self, task_id: TaskId, timeout: float | None = 300.0) -> Task:
-        backoff = Backoff(timeout)
+        backoff, last = Backoff(timeout), None
         while True:
-            asked, started = backoff.long_poll_s(), time.monotonic()
-            task = self._parse(Task, await self._send(self.long_poll_request(task_id, asked)))
-            if task.finished:
-                return task
-            delay = backoff.next_delay()
-            if delay is None:
-                raise _timed_out(task, timeout)
-            if time.monotonic() - started < asked / 2:  # the request was not held
-                await anyio.sleep(delay)
+            call = self.events_request(task_id, backoff)
+            events = TaskEvents(task_id)
+            try:
+                async with self._http.stream(call.method, call.path, **call.kwargs) as response:
+                    if response.status_code not in call.ok:
+                        await response.aread()
+                        self._check(call, response)
+                    async for line in response.aiter_lines():
+                        if (task := events.feed(line)) is not None:
+                            last = task
+                            if task.finished:
+                                return task
+                        if backoff.expired():
+                            break
+            except httpx.ConnectError as exc:
+                raise unreachable(self.base_url, exc) from exc
+            except httpx.TransportError:  # the stream broke off or fell silent: open it again
+                pass
+            if (delay := backoff.next_delay()) is None:
+                raise _timed_out(last or await self.get(task_id), timeout)
+            await anyio.sleep(delay)
 
     async def result(self, task_id: TaskId) -> Result:
         return self._parse(Result, await self._send(self.get_request("GET", f"/tasks/{task_id}/result")))

@@ -13,6 +13,7 @@ import io
 import json
 import socket
 import stat
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -509,3 +510,40 @@ def test_busy_service_and_wait_timeout(database_url: str, tmp_path: Path, seeded
         with pytest.raises(ps.WaitTimeout, match=f"task {first.id} is still (queued|running)"):
             me.wait(first.id, timeout=0.2)
         assert me.wait(first.id, timeout=20).status == "succeeded"
+
+
+class RecordingTransport(httpx.HTTPTransport):
+    """httpx's own transport, noting the path of every request sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.paths: list[str] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        self.paths.append(request.url.path)
+        return super().handle_request(request)
+
+
+@SQLITE_ONLY
+def test_wait_is_one_request_the_task_event_stream(database_url: str, tmp_path: Path, seeded: dict[str, uuid.UUID]) -> None:
+    """However long the task runs, `wait` sends one request, the task's event stream, and
+    returns when the stream says it finished; a task deleted meanwhile is NotFound."""
+    settings = make_settings(database_url, tmp_path)
+    transport = RecordingTransport()
+    with live_server(make_app(settings, BoundingBoxPipeline(delay_s=1.0))) as url, ps.Client(url, transport=transport) as me:
+        me.login("admin", ADMIN_PASSWORD)
+        task = me.submit(rectangle_image())
+        headers = {"Authorization": f"Bearer {me.token}"}
+        transport.paths.clear()
+        finished = me.wait(task.id, timeout=20)
+        assert transport.paths == [f"{API}/tasks/{task.id}/events"]
+        assert finished.status == "succeeded"
+        shown = finished.model_dump(mode="json")
+        assert shown == {field: value for field, value in api_get(url, f"/tasks/{task.id}", headers).json().items() if field in shown}
+
+        doomed = me.submit(rectangle_image(size=(90, 40)))
+        deleting = threading.Timer(0.3, httpx.delete, args=(f"{url}{API}/tasks/{doomed.id}",), kwargs={"headers": headers})
+        deleting.start()
+        with pytest.raises(ps.NotFound, match=f"task {doomed.id} was deleted"):
+            me.wait(doomed.id, timeout=20)
+        deleting.join()
