@@ -146,7 +146,8 @@ def write_report(report: dict, out: Path) -> None:
         "",
         "`python scripts/profile_service.py --label NAME` samples every Serve process with py-spy under load: "
         "[before](profiles/before.md) (the old design, flood load) and [after](profiles/after.md) (this design, "
-        "clients waiting for results), with the top frames of each process.",
+        "clients waiting for results), with the top frames of each process; the fewer round trips of 2026-12-02: "
+        "[before](profiles/before-round-trips.md) and [after](profiles/after-round-trips.md) (throughput mode).",
         "",
     ]
     (out / "benchmarks.md").write_text("\n".join(lines))
