@@ -164,6 +164,19 @@ class SceneResult(SQLModel, table=True):
     classifier_model: str = Field(sa_column=Column(String(128), nullable=False))
 
 
+class TaskChangeLog(SQLModel, table=True):
+    """SQLite only: every change of a task, as the API shows the task, written by triggers
+    (migration 0008) in commit order, for the change feed's poller to hand on one by one
+    (`serve_app/task_changes.py`). PostgreSQL sends the same payloads by NOTIFY instead, so there
+    the table stays empty."""
+
+    __tablename__ = "task_change_log"
+    __table_args__ = {"sqlite_autoincrement": True}  # numbers never reused: a gap means pruned rows
+
+    seq: int | None = Field(default=None, primary_key=True)
+    payload: str = Field(sa_column=Column(Text, nullable=False))
+
+
 class LoginThrottle(SQLModel, table=True):
     """Recent failed logins for one username (known or not), to slow down password guessing.
 

@@ -6,9 +6,10 @@
   commits; the feed hands each to the streams that follow that task or its owner. Streams get
   every change, in order, and query nothing. After the listening connection was lost and is
   back, every subscriber reads its tasks once (what changed meanwhile).
-- SQLite: one poller. While anyone subscribes it reads every `poll_interval_s`, in one query
-  for them all, the tasks they follow, and hands on those whose status or attempt changed (or
-  that are gone). Changes less than `poll_interval_s` apart come as one.
+- SQLite: one poller. Triggers (migration 0008) log every change with the same payload as
+  PostgreSQL's NOTIFY; while anyone subscribes the poller reads, every `poll_interval_s` and in
+  one query for them all, what was logged since its last read, and hands each change on in
+  order: a state shorter than the interval is not skipped, only handed on up to that much later.
 
 A stream that falls behind by more than QUEUE_LIMIT changes is told to read its tasks again
 instead, so a slow client holds a bounded amount of memory.
@@ -22,20 +23,25 @@ import logging
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pydantic import ValidationError
-from sqlalchemy import or_, select
+from sqlalchemy import delete, func, select
 from sqlmodel import col
 
 from db.engine import SessionFactory, is_sqlite
-from db.models import Task
+from db.models import TaskChangeLog
 from db.notify import TASK_CHANGES_CHANNEL, ChannelListener
 from serve_app.schemas import TaskPublic
 
 log = logging.getLogger(__name__)
 
 QUEUE_LIMIT = 1000
+# SQLite's change log: rows read per poll, how many the poller keeps for replicas that lag, and
+# how often it prunes the rest (every PRUNE_EVERY_POLLS polls, about a minute at 0.05 s).
+LOG_READ_LIMIT = 1000
+LOG_KEPT = 10_000
+PRUNE_EVERY_POLLS = 1000
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,6 @@ class Subscription:
 
     def __init__(self, *, task_ids: frozenset[uuid.UUID] = frozenset(), owner_id: uuid.UUID | None = None) -> None:
         self.task_ids, self.owner_id = task_ids, owner_id
-        self.polled = False  # SQLite: whether a poll has read its tasks since it subscribed
         self._changes: asyncio.Queue[TaskChange | ReadAgain] = asyncio.Queue()
 
     def wants(self, change: TaskChange) -> bool:
@@ -152,66 +157,36 @@ class TaskChangeFeed:
             subscription.put(change)
 
     async def _poll_forever(self) -> None:
-        """SQLite: the followed tasks, read together, compared with the last read."""
-        last = Snapshot()
+        """SQLite: hand on what the triggers logged since the last read, in order."""
+        last: int | None = None  # the last change handed on; None while nobody follows anything
+        polls = 0
         while True:
             if not self._subscriptions:
-                last = Snapshot()
+                last = None
                 self._someone_listens.clear()
                 await self._someone_listens.wait()
             await asyncio.sleep(self._poll_interval_s)
-            reading = list(self._subscriptions)
-            task_ids = {task_id for s in reading for task_id in s.task_ids}
-            owner_ids = {s.owner_id for s in reading if s.owner_id is not None}
-            if not task_ids and not owner_ids:
-                continue
             try:
                 async with self._sessions() as session:
-                    rows = list(await session.scalars(
-                        select(Task).where(or_(col(Task.id).in_(task_ids), col(Task.owner_id).in_(owner_ids)))
-                    ))
+                    if last is None:
+                        # From now on; who subscribed before this read may have missed a change.
+                        last = await session.scalar(select(func.coalesce(func.max(col(TaskChangeLog.seq)), 0))) or 0
+                        self._read_again()
+                        continue
+                    rows = (await session.execute(
+                        select(col(TaskChangeLog.seq), col(TaskChangeLog.payload)).where(col(TaskChangeLog.seq) > last)
+                        .order_by(col(TaskChangeLog.seq)).limit(LOG_READ_LIMIT)
+                    )).all()
+                    polls += 1
+                    if polls % PRUNE_EVERY_POLLS == 0:
+                        await session.execute(delete(TaskChangeLog).where(col(TaskChangeLog.seq) <= last - LOG_KEPT))
+                        await session.commit()
             except Exception:  # the database is away: try again at the next round
-                log.warning("cannot read the followed tasks; trying again", exc_info=True)
+                log.warning("cannot read the task change log; trying again", exc_info=True)
                 continue
-            now = Snapshot.of(rows, task_ids, owner_ids)
-            for change in last.changes_to(now, rows):
-                self._hand_out(change)
-            # A subscriber read its tasks after subscribing, but a change between that read and
-            # this first poll of them is in no diff: it reads once more.
-            for subscription in reading:
-                if not subscription.polled:
-                    subscription.polled = True
-                    subscription.put(READ_AGAIN)
-            last = now
-
-
-@dataclass
-class Snapshot:
-    """One read of the SQLite poller: each task's (owner, status, attempts), and what was followed."""
-
-    versions: dict[uuid.UUID, tuple[uuid.UUID, str, int]] = field(default_factory=dict)
-    task_ids: set[uuid.UUID] = field(default_factory=set)
-    owner_ids: set[uuid.UUID] = field(default_factory=set)
-
-    @classmethod
-    def of(cls, rows: list[Task], task_ids: set[uuid.UUID], owner_ids: set[uuid.UUID]) -> Snapshot:
-        return cls({t.id: (t.owner_id, t.status, t.attempts) for t in rows}, task_ids, owner_ids)
-
-    def followed(self, task_id: uuid.UUID, owner_id: uuid.UUID) -> bool:
-        return task_id in self.task_ids or owner_id in self.owner_ids
-
-    def changes_to(self, now: Snapshot, rows: list[Task]) -> list[TaskChange]:
-        """What changed from this read to `now` (whose tasks are `rows`). A task that was not
-        followed before is news only if its owner was (it is new), not because someone just
-        began to follow it."""
-        changes = [
-            TaskChange(task_id=t.id, owner_id=t.owner_id, task=TaskPublic.model_validate(t))
-            for t in rows
-            if self.versions.get(t.id) != now.versions[t.id] and (t.id in self.versions or self.followed(t.id, t.owner_id))
-        ]
-        changes += [
-            TaskChange(task_id=task_id, owner_id=owner_id, task=None, deleted=True)
-            for task_id, (owner_id, _, _) in self.versions.items()
-            if task_id not in now.versions and now.followed(task_id, owner_id)
-        ]
-        return changes
+            if rows and rows[0].seq != last + 1:  # pruned before this replica read them
+                self._read_again()
+            for row in rows:
+                self._on_notify(row.payload)
+            if rows:
+                last = rows[-1].seq

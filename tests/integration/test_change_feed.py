@@ -123,7 +123,6 @@ async def test_waiting_requests_send_no_queries_while_they_wait(server: tuple[Fa
     assert per_second[30] <= per_second[1] + 6, per_second
 
 
-@pytest.mark.parametrize("backend_url", ["postgresql"], indirect=True)
 async def test_streams_show_every_state_however_quick(server: tuple[FastAPI, str], sessions: SessionFactory) -> None:
     """Running for a few milliseconds, retried once: each stream still shows each state, in
     order (a feed that polled would skip what lasted less than a poll)."""

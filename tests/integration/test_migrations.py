@@ -22,7 +22,7 @@ from serve_app.api import create_app
 from tests.support.databases import fresh_postgres_database, make_settings, run_outside_event_loop
 from tests.support.pipeline import BoundingBoxCatalog
 
-TABLES = {"login_throttle", "webhook_deliveries", "alembic_version", "users", "tasks", "task_inputs", "primitives", "scene_results"}
+TABLES = {"login_throttle", "webhook_deliveries", "alembic_version", "users", "tasks", "task_inputs", "primitives", "scene_results", "task_change_log"}
 SCRATCH_DB = "primscene_test_migrations"
 
 
