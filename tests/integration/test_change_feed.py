@@ -107,7 +107,7 @@ async def test_waiting_requests_send_no_queries_while_they_wait(server: tuple[Fa
             # A request whose client has gone stays held until its wait is over: count those too.
             held = app.state.services.changes.subscribers + count
             waiting = [asyncio.create_task(http.get(f"{API}/tasks/{task_id}", params={"wait": 30}, headers=alice)) for _ in range(count)]
-            await _until(lambda: app.state.services.changes.subscribers == held)  # all of them are held now
+            await _until(lambda held=held: app.state.services.changes.subscribers == held)  # all of them are held now
             await asyncio.sleep(0.3)  # SQLite: each reads once more after the poller's first read of it
             with counted(app) as sent:
                 await asyncio.sleep(0.5)
