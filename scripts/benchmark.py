@@ -1,19 +1,23 @@
 """Measure Primscene as its users would, side by side in one run; write docs/benchmarks.{md,json}.
 
-    python scripts/benchmark.py            (about 12 minutes on 2 cores; PostgreSQL must be running)
+    python scripts/benchmark.py            (about 25 minutes on 2 cores; PostgreSQL must be running)
 
 1. raw pipeline: detector + classifier in-process, per runtime, thread count and batch size,
-   with the CPU each image costs;
-2. the service (`serve run`, configs/local.yaml on PostgreSQL, Ray Serve's throughput mode)
-   under 32 closed-loop HTTP clients, each sending an image and waiting for its result
-   (`Prefer: wait`): throughput, latency, CPU per task by process, submit latency while
-   saturated, idle task start, memory over 2,000 tasks;
-3. one change each: 8 images per request (batch submit), dispatch batches of 1, Serve's proxy
-   instead of direct ingress, the PyTorch detector;
-4. the peers under the same clients: the naive FastAPI server (scripts/bench/naive_peer.py) on
-   the service's runtime and on PyTorch, and Ray Serve's async inference
-   (scripts/bench/ray_async_peer.py, Celery on the Redis at 127.0.0.1:6379, started if absent).
-Every goal is a ratio of figures taken in this one run, so a slower machine moves both sides.
+   with the CPU each image costs; its best configuration on the service's runtime is the
+   raw pipeline of the rounds;
+2. rounds (3): in each, the raw pipeline, the naive FastAPI server on the service's runtime
+   (scripts/bench/naive_peer.py) and the service (`serve run`, configs/local.yaml on PostgreSQL,
+   Ray Serve's throughput mode) take turns under the same 32 closed-loop HTTP clients; the
+   service gets a wave of one image per request with `Prefer: wait`, then one of 8 per request
+   (`POST /batches`). The goals' ratios are paired within a round, then the median is taken, so
+   this machine's drift (up to 2× within an hour) falls on both sides of each ratio;
+3. memory over 2,000 tasks and idle task start, on one service;
+4. one change each: dispatch batches of 1, Serve's proxy instead of direct ingress, the PyTorch
+   detector; then the naive peer on PyTorch and Ray Serve's async inference
+   (scripts/bench/ray_async_peer.py, Celery on the Redis at 127.0.0.1:6379, started if absent),
+   measured once each, after the rounds.
+In every service wave one more client, in a process of its own, submits 50 images at 10 per
+second without waiting: the submit latency while the models are saturated.
 """
 
 from __future__ import annotations
@@ -131,8 +135,7 @@ class ServiceRun:
     runtime: str | None = None  # None: the config's (openvino_int8)
     env: tuple[tuple[str, str], ...] = ()  # PRIMSCENE_* settings
     throughput_mode: bool = True
-    batch: int = 1  # images per request of each client
-    waves: int = 1
+    waves: tuple[int, ...] = (1,)  # one load wave per entry: the images per request of each client
 
 
 def run_service(name: str, run: ServiceRun, database_url: str, images: list[bytes], *, clients: int, work: Path, port: int) -> dict:
@@ -145,19 +148,22 @@ def run_service(name: str, run: ServiceRun, database_url: str, images: list[byte
     with start_service(name, config, database_url, work, env, ready_url=url) as server:
         out: dict = {"ready_s": round(server.ready_s, 1), "settings": {**asdict(run), "env": dict(run.env)}}
         tokens = asyncio.run(load.create_users(url, ADMIN_PASSWORD, clients, USER_PASSWORD))
-        asyncio.run(load.drive_waiting(url, tokens, images[: 2 * clients * run.batch], batch=run.batch))  # warm-up
+        for batch in sorted(set(run.waves)):  # warm-up: every route the waves use
+            asyncio.run(load.drive_waiting(url, tokens, images[: 2 * clients], batch=batch))
         time.sleep(2)
         out["memory_idle_mb"] = server.memory_mb()
         out["idle_task_start_ms"] = asyncio.run(load.task_start_ms(url, tokens[0], images[:20]))
         out["waves"] = []
-        for wave in range(run.waves):
-            print(f"  {name}: wave {wave + 1}/{run.waves}, {len(images)} images, {clients} clients × {run.batch}", flush=True)
+        for wave, batch in enumerate(run.waves, 1):
+            print(f"  {name}: wave {wave}/{len(run.waves)}, {len(images)} images, {clients} clients × {batch}", flush=True)
             cpu_before = _cpu(server)
             with MemorySampler(server) as sampler:
-                result = asyncio.run(load.drive_waiting(url, tokens, images, batch=run.batch, probes=PROBES))
+                result = asyncio.run(load.drive_waiting(url, tokens, images, batch=batch, probes=PROBES))
             cpu_ms = _cpu_ms_per_task(cpu_before, _cpu(server), len(images) + PROBES)
             time.sleep(2)  # let the last requests settle before reading idle memory
-            out["waves"].append({**result.as_dict(), "cpu_ms_per_task": cpu_ms, "memory_peak_mb": sampler.peak, "memory_after_mb": server.memory_mb()})
+            out["waves"].append({
+                **result.as_dict(), "batch": batch, "cpu_ms_per_task": cpu_ms, "memory_peak_mb": sampler.peak, "memory_after_mb": server.memory_mb(),
+            })
         return out
 
 
@@ -207,9 +213,9 @@ def run_ray_async(images: list[bytes], *, clients: int, work: Path, port: int, p
         ray_async.flush()
 
 
-def median_wave(run: dict) -> dict:
-    waves = sorted(run["waves"], key=lambda w: w["images_per_s"])
-    return waves[len(waves) // 2]
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
 
 
 def _service_cpu(wave: dict) -> float:
@@ -217,54 +223,74 @@ def _service_cpu(wave: dict) -> float:
     return round(sum(ms for role, ms in wave["cpu_ms_per_task"].items() if role != "load clients"), 1)
 
 
+def run_rounds(count: int, raw_config: dict, runtime: str, images: list[bytes], raw_images: list[bytes], database_url: str, *,
+               clients: int, work: Path, port: int) -> list[dict]:
+    """The systems the goals compare, in turns: each round measures the raw pipeline (its best
+    configuration), then the naive peer, then the service (one image per request, then 8), each
+    alone on the cores, so that this machine's drift falls on all of them alike. Each system is
+    started for its turn and stopped after it: nothing idles beside the one measured."""
+    rounds = []
+    for number in range(1, count + 1):
+        print(f"round {number}/{count}: raw pipeline, naive peer, service", flush=True)
+        row = raw.pipeline_row(ROOT / "weights", raw_images, runtime, raw_config["threads"], raw_config["batch"])
+        naive = run_naive(runtime, images, clients=clients, work=work, port=port + 1)
+        service = run_service(f"round-{number}", ServiceRun(waves=(1, 8)), database_url, images, clients=clients, work=work, port=port)
+        single, batch = service["waves"]
+        rounds.append({"raw": row, "naive": naive, "service": service, "ratios": {
+            "e2e_over_naive_same_runtime": round(single["images_per_s"] / naive["images_per_s"], 2),
+            "e2e_batch_submit_over_naive_same_runtime": round(batch["images_per_s"] / naive["images_per_s"], 2),
+            "e2e_over_raw": round(single["images_per_s"] / row["pipeline_images_per_s"], 3),
+            "service_cpu_over_raw_cpu": round(_service_cpu(single) / row["pipeline_cpu_ms_per_image"], 2),
+        }})
+    return rounds
+
+
 def summarise(report: dict) -> None:
-    """The figures the goals are judged by, from the measurements above."""
-    raw_rows, services = report["raw"], report["service"]
-    main, main_wave = services["main"], median_wave(services["main"])
-    runtime = report["settings"]["runtime"]
+    """The figures the goals are judged by. The four paired ratios are the median over the rounds
+    of each round's ratio; the others divide by the rounds' median figure."""
+    rounds, services = report["rounds"], report["service"]
     threads = report["settings"]["service_threads"]
-    detector_speed = {name: raw.best(rows, "detector_images_per_s", threads)["detector_images_per_s"] for name, rows in raw_rows.items()}
+    detector_speed = {name: raw.best(rows, "detector_images_per_s", threads)["detector_images_per_s"] for name, rows in report["raw"].items()}
     fastest = max(detector_speed, key=detector_speed.get)
-    raw_best = raw.best(raw_rows[runtime], "pipeline_images_per_s")
-    all_waves = main["waves"]
-    e2e = main_wave["images_per_s"]
-    batch_e2e = median_wave(services["batch_submit"])["images_per_s"]
-    naive_same, naive_torch = report["naive"]["openvino_int8"]["images_per_s"], report["naive"]["pytorch"]["images_per_s"]
+    singles = [r["service"]["waves"][0] for r in rounds]
+    e2e = median([w["images_per_s"] for w in singles])
+    main_wave = min(singles, key=lambda w: abs(w["images_per_s"] - e2e))  # the median round's wave
+    naive_torch = report["naive_pytorch"]["images_per_s"]
+    paired = {name: [r["ratios"][name] for r in rounds] for name in rounds[0]["ratios"]}
     report["e2e_images_per_s"] = e2e
     report["summary"] = {
         "fastest_runtime": fastest,
-        "raw_pipeline_images_per_s": raw_best["pipeline_images_per_s"],
-        "raw_pipeline_best": {k: raw_best[k] for k in ("threads", "batch")},
-        "raw_pipeline_cpu_ms_per_image": raw_best["pipeline_cpu_ms_per_image"],
+        "raw_pipeline_images_per_s": median([r["raw"]["pipeline_images_per_s"] for r in rounds]),
+        "raw_pipeline_best": report["raw_config"],
+        "raw_pipeline_cpu_ms_per_image": median([r["raw"]["pipeline_cpu_ms_per_image"] for r in rounds]),
         "e2e_images_per_s": e2e,
-        "e2e_images_per_s_all_waves": [w["images_per_s"] for w in all_waves],
-        "e2e_batch_submit_images_per_s": batch_e2e,
-        "naive_same_runtime_images_per_s": naive_same,
+        "e2e_images_per_s_all_rounds": [w["images_per_s"] for w in singles],
+        "e2e_batch_submit_images_per_s": median([r["service"]["waves"][1]["images_per_s"] for r in rounds]),
+        "naive_same_runtime_images_per_s": median([r["naive"]["images_per_s"] for r in rounds]),
         "naive_pytorch_images_per_s": naive_torch,
         "ray_async_images_per_s": report["ray_async"]["images_per_s"],
         "cpu_ms_per_task": main_wave["cpu_ms_per_task"],
         "service_cpu_ms_per_task": _service_cpu(main_wave),
+        "paired_ratios_by_round": paired,
     }
     report["ratios"] = {
-        "e2e_over_naive_same_runtime": round(e2e / naive_same, 2),
-        "e2e_batch_submit_over_naive_same_runtime": round(batch_e2e / naive_same, 2),
-        "e2e_over_raw": round(e2e / raw_best["pipeline_images_per_s"], 3),
+        **{name: median(values) for name, values in paired.items()},
         "e2e_over_ray_async": round(e2e / report["ray_async"]["images_per_s"], 2),
-        "service_cpu_over_raw_cpu": round(_service_cpu(main_wave) / raw_best["pipeline_cpu_ms_per_image"], 2),
         "e2e_over_naive": round(e2e / naive_torch, 2),
-        "e2e_pytorch_over_naive": round(median_wave(services["pytorch"])["images_per_s"] / naive_torch, 2),
-        "batch_on_over_off": round(e2e / median_wave(services["batch_off"])["images_per_s"], 3),
-        "throughput_mode_on_over_off": round(e2e / median_wave(services["proxy"])["images_per_s"], 3),
+        "e2e_pytorch_over_naive": round(services["pytorch"]["waves"][0]["images_per_s"] / naive_torch, 2),
+        "batch_on_over_off": round(e2e / services["batch_off"]["waves"][0]["images_per_s"], 3),
+        "throughput_mode_on_over_off": round(e2e / services["proxy"]["waves"][0]["images_per_s"], 3),
         "fastest_runtime_over_pytorch": round(detector_speed[fastest] / detector_speed["pytorch"], 2),
         "fastest_runtime_over_pytorch_network_only": round(report["network_ms"][threads]["pytorch"] / report["network_ms"][threads][fastest], 2),
     }
-    saturated = [w for w in all_waves if w["probe_while_saturated"]]
+    memory_run = services["memory"]
+    saturated = [w for w in [*singles, *memory_run["waves"]] if w["probe_while_saturated"]]
     report["submit_p99_ms_saturated"] = max(w["probe_submit_ms"]["p99"] for w in saturated) if saturated else None
-    report["idle_task_start_ms"] = main["idle_task_start_ms"]
-    after = [w["memory_after_mb"]["pss"] for w in all_waves]
+    report["idle_task_start_ms"] = memory_run["idle_task_start_ms"]
+    after = [w["memory_after_mb"]["pss"] for w in memory_run["waves"]]
     report["memory_mb"] = {
-        "idle": main["memory_idle_mb"]["pss"],
-        "peak_under_load": max(w["memory_peak_mb"]["pss"] for w in all_waves),
+        "idle": memory_run["memory_idle_mb"]["pss"],
+        "peak_under_load": max(w["memory_peak_mb"]["pss"] for w in memory_run["waves"]),
         "after_each_wave": after,
         "after_all_tasks": after[-1],
         "growth_after_first_wave": round(after[-1] - after[0], 1),
@@ -274,14 +300,13 @@ def summarise(report: dict) -> None:
         detector = json.loads(evaluation.read_text())["detector"]
         report["accuracy_map50_95"] = {name: m["map50_95"] for name, m in detector.items()}
         report["map_drop_fastest_runtime"] = round(detector["pytorch"]["map50_95"] - detector[fastest]["map50_95"], 4)
-    report["lost_or_failed_tasks"] = sum(sum(w["failed"].values()) for run in services.values() for w in run["waves"])
+    every_run = [*services.values(), *(r["service"] for r in rounds)]
+    report["lost_or_failed_tasks"] = sum(sum(w["failed"].values()) for run in every_run for w in run["waves"])
 
 
-# The service runs of one benchmark: the main one (the defaults, throughput mode), then one
-# change each, so every lever has its before/after row.
-RUNS = {
-    "main": ServiceRun(),
-    "batch_submit": ServiceRun(batch=8),
+# The service runs after the rounds, one change each from the defaults, so every lever has its
+# before/after row; "memory" runs the defaults for 2,000 tasks (4 waves) on one service.
+LEVERS = {
     "batch_off": ServiceRun(env=(("PRIMSCENE_BATCH_SIZE", "1"),)),
     "proxy": ServiceRun(throughput_mode=False),
     "pytorch": ServiceRun(runtime="pytorch"),
@@ -291,7 +316,8 @@ RUNS = {
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=500, help="images per load wave (distinct test-split images)")
-    parser.add_argument("--waves", type=int, default=4, help="waves on the main service run (4 × 500 = 2,000 tasks)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of raw pipeline, naive peer and service, in turns")
+    parser.add_argument("--memory-waves", type=int, default=4, help="waves on one service for the memory figures (4 × 500 = 2,000 tasks)")
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--ray-async-poll-s", type=float, default=0.25, help="how often the Ray async peer's clients ask for status")
     parser.add_argument("--raw-images", type=int, default=64)
@@ -301,29 +327,29 @@ def main() -> None:
     args = parser.parse_args()
     started = time.perf_counter()
     local = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())["applications"][0]["args"]
+    runtime = local["runtime"]
     report: dict = {
         "machine": {"cpus": os.cpu_count(), "processor": _processor(), "python": platform.python_version()},
-        "settings": {"runtime": local["runtime"], "service_threads": local["model_threads"], "clients": args.clients, "images_per_wave": args.images,
-            "waves": args.waves},
+        "settings": {"runtime": runtime, "service_threads": local["model_threads"], "clients": args.clients, "images_per_wave": args.images,
+            "rounds": args.rounds, "memory_waves": args.memory_waves},
     }
     images = make_images(max(args.images, args.raw_images))
-    print("raw pipeline", flush=True)
-    report["raw"] = raw.measure(ROOT / "weights", images[: args.raw_images], thread_counts=(1, 2))
+    raw_images = images[: args.raw_images]
+    print("raw pipeline: every runtime, thread count and batch size", flush=True)
+    report["raw"] = raw.measure(ROOT / "weights", raw_images, thread_counts=(1, 2))
+    report["raw_config"] = {k: raw.best(report["raw"][runtime], "pipeline_images_per_s")[k] for k in ("threads", "batch")}
     imgsz = json.loads((ROOT / "weights" / "primitive-detector.json").read_text())["imgsz"]
     report["network_ms"] = {threads: raw.network_ms(ROOT / "weights", threads, imgsz) for threads in (1, 2)}
     with tempfile.TemporaryDirectory(prefix="primscene-bench-") as tmp:
         work = Path(tmp)
+        report["rounds"] = run_rounds(args.rounds, report["raw_config"], runtime, images[: args.images], raw_images, args.database_url,
+            clients=args.clients, work=work, port=args.port)
         report["service"] = {}
-        for name, run in RUNS.items():
+        for name, run in {"memory": ServiceRun(waves=(1,) * args.memory_waves), **LEVERS}.items():
             print(f"service: {name}", flush=True)
-            run = ServiceRun(**{**asdict(run), "waves": args.waves}) if name == "main" else run
-            report["service"][name] = run_service(
-                name, run, args.database_url, images[: args.images], clients=args.clients, work=work, port=args.port,
-            )
-        report["naive"] = {}
-        for runtime in ("openvino_int8", "pytorch"):
-            print(f"naive peer: {runtime}", flush=True)
-            report["naive"][runtime] = run_naive(runtime, images[: args.images], clients=args.clients, work=work, port=args.port + 1)
+            report["service"][name] = run_service(name, run, args.database_url, images[: args.images], clients=args.clients, work=work, port=args.port)
+        print("naive peer: pytorch", flush=True)
+        report["naive_pytorch"] = run_naive("pytorch", images[: args.images], clients=args.clients, work=work, port=args.port + 1)
         print("Ray Serve async inference peer", flush=True)
         report["ray_async"] = run_ray_async(images[: args.images], clients=args.clients, work=work, port=args.port + 2, poll_s=args.ray_async_poll_s)
     summarise(report)

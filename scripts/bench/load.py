@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import time
 from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 
@@ -209,10 +211,10 @@ async def drive_waiting(
     results received over the clients' own wall time, as for the naive peer.
 
     With `probes`, once the load has run 3 s, one more client submits `probes` images at 10 per
-    second without waiting: how long accepting an upload takes while the models are saturated."""
+    second without waiting: how long accepting an upload takes while the models are saturated.
+    The probe runs in a process of its own, so that the load clients' event loop (this one) does
+    not add its own delays to the figure."""
     latencies: list[float] = []
-    probe_ms: list[float] = []
-    probe_ended = [0.0]
     failures: Counter[str] = Counter()
     finished: list[dict] = []
     prefer = {"Prefer": f"wait={wait_s:g}"}
@@ -233,19 +235,6 @@ async def drive_waiting(
                     continue
                 latencies.append((time.perf_counter() - started) * 1000)
 
-    async def probe() -> None:
-        await asyncio.sleep(3)
-        async with httpx.AsyncClient(base_url=url, timeout=60, headers={"Authorization": tokens[0]}) as http:
-            for image in images[:probes]:
-                sent = time.perf_counter()
-                response = await http.post(f"{API}/tasks", files={"image": ("image.jpg", image, "image/jpeg")})
-                if response.status_code == 202:
-                    probe_ms.append((time.perf_counter() - sent) * 1000)
-                else:
-                    failures[f"probe: HTTP {response.status_code}"] += 1
-                await asyncio.sleep(max(0.0, 0.1 - (time.perf_counter() - sent)))
-        probe_ended[0] = time.perf_counter()
-
     load_ended = [0.0]
 
     async def load() -> None:
@@ -253,7 +242,11 @@ async def drive_waiting(
         load_ended[0] = time.perf_counter()
 
     started = time.perf_counter()
-    await asyncio.gather(load(), *([probe()] if probes else []))
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        probing = asyncio.get_running_loop().run_in_executor(pool, run_probe, url, tokens[0], images[:probes], started + 3) if probes else None
+        await load()
+        probe_ms, probe_failures, probe_ended = await probing if probing else ([], {}, 0.0)
+    failures.update(probe_failures)
     wall = load_ended[0] - started
     succeeded = [t for t in finished if t["status"] == "succeeded" and t.get("result")]
     failures["task failed or without result"] += len(finished) - len(succeeded)
@@ -263,8 +256,31 @@ async def drive_waiting(
         failed={k: v for k, v in failures.items() if v},
         probe_submit_ms=percentiles(probe_ms),
         # Saturated: the load was still running when the last probe was sent.
-        probe_while_saturated=bool(probes) and started + wall > probe_ended[0] > 0,
+        probe_while_saturated=bool(probes) and started + wall > probe_ended > 0,
     )
+
+
+def run_probe(url: str, token: str, images: list[bytes], start_at: float) -> tuple[list[float], dict[str, int], float]:
+    """The probe client, in its own process: from `start_at` (`time.perf_counter` is
+    CLOCK_MONOTONIC, the same clock in every process) it submits each image without waiting, at
+    10 per second. Returns the milliseconds each accepted submit took, the refusals, and when it ended."""
+    return asyncio.run(_probe(url, token, images, start_at))
+
+
+async def _probe(url: str, token: str, images: list[bytes], start_at: float) -> tuple[list[float], dict[str, int], float]:
+    probe_ms: list[float] = []
+    failures: Counter[str] = Counter()
+    async with httpx.AsyncClient(base_url=url, timeout=60, headers={"Authorization": token}) as http:
+        await asyncio.sleep(max(0.0, start_at - time.perf_counter()))
+        for image in images:
+            sent = time.perf_counter()
+            response = await http.post(f"{API}/tasks", files={"image": ("image.jpg", image, "image/jpeg")})
+            if response.status_code == 202:
+                probe_ms.append((time.perf_counter() - sent) * 1000)
+            else:
+                failures[f"probe: HTTP {response.status_code}"] += 1
+            await asyncio.sleep(max(0.0, 0.1 - (time.perf_counter() - sent)))
+    return probe_ms, dict(failures), time.perf_counter()
 
 
 async def _submit_and_wait(http: httpx.AsyncClient, group: list[bytes], prefer: dict, as_batch: bool, failures: Counter[str]) -> list[dict]:

@@ -77,6 +77,21 @@ def measure(weights: Path, images: list[bytes], thread_counts: tuple[int, ...], 
     return results
 
 
+def pipeline_row(weights: Path, images: list[bytes], runtime: str, threads: int, batch: int, repeats: int = 3) -> dict:
+    """images/s and CPU ms per image of the whole pipeline in one configuration: the raw
+    pipeline's turn in each round of the benchmark."""
+    import torch
+
+    from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
+    from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
+
+    torch.set_num_threads(threads)
+    classifier = SceneClassifier(ClassifierConfig(weights / "scene-classifier.pt"))
+    detector = PrimitiveDetector(DetectorConfig(weights / "primitive-detector.pt", runtime=runtime, threads=threads))
+    speed, cpu = _images_per_s(lambda batch_: classifier.predict(batch_, detector.predict(batch_)), images, batch, repeats)
+    return {"threads": threads, "batch": batch, "pipeline_images_per_s": speed, "pipeline_cpu_ms_per_image": cpu}
+
+
 def best(rows: list[dict], key: str, threads: int | None = None) -> dict:
     """The fastest row (optionally among those with `threads`)."""
     return max((r for r in rows if threads is None or r["threads"] == threads), key=lambda r: r[key])

@@ -25,8 +25,7 @@ GOALS = [
 ]
 
 RUN_LABELS = {
-    "main": "Primscene (defaults: batch dispatch, throughput mode), 1 image per request",
-    "batch_submit": "Primscene, 8 images per request (`POST /batches`)",
+    "memory": "Primscene (defaults: batch dispatch, throughput mode), 1 image per request, 2,000 tasks on one service",
     "batch_off": "Primscene, dispatch batches of 1 (`PRIMSCENE_BATCH_SIZE=1`)",
     "proxy": "Primscene, Serve's proxy (throughput mode off)",
     "pytorch": "Primscene, PyTorch detector",
@@ -50,6 +49,8 @@ def write_report(report: dict, out: Path) -> None:
         "",
         f"Made by `python scripts/benchmark.py` in {report['seconds']} s on {report['machine']['cpus']} CPU cores "
         f"({report['machine']['processor']}), everything (service, clients, PostgreSQL, peers) on the same cores, one after another. "
+        f"The goals' first four ratios are paired: the raw pipeline, the naive peer and the service take turns in each of "
+        f"{settings['rounds']} rounds, each ratio is taken within its round, and the median over the rounds is the figure. "
         f"Service: configs/local.yaml on PostgreSQL, detector runtime `{settings['runtime']}`, {settings['service_threads']} thread per model replica; "
         f"{settings['clients']} concurrent clients (one user each), {settings['images_per_wave']} held-out test images per wave.",
         "",
@@ -71,6 +72,26 @@ def write_report(report: dict, out: Path) -> None:
         "client's send → result, p50 / p95 / p99 ms. In every wave of Primscene one more client submits 50 images at 10 per second "
         "(no wait) after 3 s, while the models are saturated: the probe.",
         "",
+        "### Rounds: the systems the goals compare, in turns",
+        "",
+        "| round | raw pipeline images/s (CPU ms per image) | naive peer images/s | Primscene, 1 per request: images/s, latency, submit (probe) "
+        "| Primscene, 8 per request: images/s | e2e / naive | batch / naive | e2e / raw | service CPU / raw CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for number, round_ in enumerate(report["rounds"], 1):
+        single, batch = round_["service"]["waves"]
+        ratios = round_["ratios"]
+        lines.append(
+            f"| {number} | {round_['raw']['pipeline_images_per_s']:.1f} ({round_['raw']['pipeline_cpu_ms_per_image']:.1f}) | "
+            f"{round_['naive']['images_per_s']:.1f} | {single['images_per_s']:.1f}, {_latency(single['completion_ms'])}, "
+            f"{_latency(single['probe_submit_ms'])}{'' if single['probe_while_saturated'] else ' (not saturated)'} | {batch['images_per_s']:.1f} | "
+            f"{ratios['e2e_over_naive_same_runtime']} | {ratios['e2e_batch_submit_over_naive_same_runtime']} | {ratios['e2e_over_raw']} | "
+            f"{ratios['service_cpu_over_raw_cpu']} |"
+        )
+    lines += [
+        "",
+        "### The other runs, once each after the rounds",
+        "",
         "| run | images | images/s | latency | submit (probe) | failed | service CPU ms per task |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -81,24 +102,25 @@ def write_report(report: dict, out: Path) -> None:
                 f"{_latency(wave['probe_submit_ms'])}{'' if wave['probe_while_saturated'] else ' (not saturated)'} | "
                 f"{sum(wave['failed'].values())} | {_cpu_total(wave['cpu_ms_per_task']):.1f} |"
             )
-    for runtime, naive in report["naive"].items():
-        lines.append(
-            f"| naive peer ({runtime}, synchronous `def /predict`) | {naive['images']} | {naive['images_per_s']:.1f} | "
-            f"{_latency(naive['completion_ms'])} | – | "
-            f"{sum(naive['failed'].values())} | {_cpu_total(naive['cpu_ms_per_task']):.1f} |"
-        )
+    naive = report["naive_pytorch"]
+    lines.append(
+        f"| naive peer (pytorch, synchronous `def /predict`) | {naive['images']} | {naive['images_per_s']:.1f} | "
+        f"{_latency(naive['completion_ms'])} | – | "
+        f"{sum(naive['failed'].values())} | {_cpu_total(naive['cpu_ms_per_task']):.1f} |"
+    )
     peer = report["ray_async"]
     lines += [
         f"| Ray Serve async inference (Celery on Redis, polled every {peer['poll_s']} s) | {peer['images']} | {peer['images_per_s']:.1f} | "
         f"{_latency(peer['completion_ms'])} | – | {sum(peer['failed'].values())} | {_cpu_total(peer['cpu_ms_per_task']):.1f} (Redis not counted) |",
         "",
-        f"Raw pipeline, same runtime, best configuration: {summary['raw_pipeline_images_per_s']:.1f} images/s "
-        f"({summary['raw_pipeline_best']['threads']} threads, batch {summary['raw_pipeline_best']['batch']}), "
-        f"{summary['raw_pipeline_cpu_ms_per_image']:.1f} CPU ms per image. End to end (median wave): {summary['e2e_images_per_s']:.1f} images/s.",
+        f"Raw pipeline, same runtime, best configuration ({summary['raw_pipeline_best']['threads']} threads, batch "
+        f"{summary['raw_pipeline_best']['batch']}), median of the rounds: {summary['raw_pipeline_images_per_s']:.1f} images/s, "
+        f"{summary['raw_pipeline_cpu_ms_per_image']:.1f} CPU ms per image. End to end (median round): {summary['e2e_images_per_s']:.1f} images/s. "
+        "The runs after the rounds are compared with the rounds' median, so their ratios carry the machine's drift.",
         "",
         "## Where the time goes",
         "",
-        "CPU milliseconds per task by process, over the median wave of the main run (PostgreSQL's server processes included).",
+        "CPU milliseconds per task by process, over the one-image-per-request wave of the median round (PostgreSQL's server processes included).",
         "",
         "| process | CPU ms per task |",
         "| --- | --- |",

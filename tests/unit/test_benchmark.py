@@ -12,7 +12,7 @@ import yaml
 from deployments.runtimes import RUNTIMES
 from scripts.bench import raw
 from scripts.bench.load import percentiles
-from scripts.benchmark import make_images, serve_config
+from scripts.benchmark import make_images, median, serve_config
 from scripts.check_serve_config import check_file
 from tests.support.paths import PROJECT_ROOT as ROOT
 
@@ -39,6 +39,17 @@ def test_raw_pipeline_measures_every_runtime_on_real_weights() -> None:
     for runtime_rows in rows.values():
         assert [r["batch"] for r in runtime_rows] == list(raw.BATCH_SIZES)
         assert all(r["detector_images_per_s"] > 0 and r["pipeline_images_per_s"] > 0 for r in runtime_rows)
+
+
+def test_raw_pipeline_in_one_configuration_measures_speed_and_cpu() -> None:
+    row = raw.pipeline_row(ROOT / "weights", make_images(4), "openvino_int8", threads=1, batch=2, repeats=1)
+    assert (row["threads"], row["batch"]) == (1, 2)
+    assert row["pipeline_images_per_s"] > 0 and row["pipeline_cpu_ms_per_image"] > 0
+
+
+def test_paired_ratios_take_the_median_round() -> None:
+    assert median([0.9, 1.3, 1.1]) == 1.1
+    assert median([2.0]) == 2.0
 
 
 async def test_naive_peer_answers_with_primitives_and_a_scene() -> None:
