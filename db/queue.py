@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
 
-from sqlalchemy import and_, case, func, insert, or_, select, text, update
+from sqlalchemy import case, func, insert, select, text, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,12 @@ from db.models import QUEUED_SQL, UNFINISHED, UNFINISHED_SQL, Primitive, SceneRe
 from db.types import utcnow
 
 MAX_ERROR_LENGTH = 1000
+
+# The queue's statements name the Core tables, not the ORM classes: an ORM-enabled UPDATE or
+# INSERT goes through the ORM's compile and bulk paths even when it loads no object, and that
+# was half of the dispatcher's CPU per task.
+TASKS = Task.__table__
+INPUTS = TaskInput.__table__
 
 
 @dataclass(frozen=True)
@@ -147,9 +153,9 @@ async def _insert(session: AsyncSession, tasks: list[Task], uploads: list[NewInp
     """The tasks' rows, then their images' (whose foreign key needs the tasks first), as plain
     INSERTs: the ORM's unit of work cost as much CPU per submit as both statements. The Task
     objects stay transient; callers only read them."""
-    columns = [column.key for column in Task.__table__.columns]
-    await session.execute(insert(Task.__table__), [{key: getattr(task, key) for key in columns} for task in tasks])
-    await session.execute(insert(TaskInput.__table__), [
+    columns = [column.key for column in TASKS.columns]
+    await session.execute(insert(TASKS), [{key: getattr(task, key) for key in columns} for task in tasks])
+    await session.execute(insert(INPUTS), [
         {
             "task_id": task.id, "content_type": upload.content_type, "size_bytes": len(upload.data),
             "width": upload.width, "height": upload.height, "sha256": upload.sha256, "data": upload.data,
@@ -181,7 +187,7 @@ async def _room(session: AsyncSession, owner_id: uuid.UUID, bounds: Bounds) -> t
         await session.execute(
             # The status as literal SQL, the partial index's own predicate: a prepared statement's
             # generic plan could not prove a bound parameter matches it, and would not use the index.
-            select(func.count().filter(Task.owner_id == owner_id), func.count()).where(text(UNFINISHED_SQL))
+            select(func.count().filter(TASKS.c.owner_id == owner_id), func.count()).select_from(TASKS).where(text(UNFINISHED_SQL))
         )
     ).one()
     return bounds.per_user - mine, bounds.total - everyone
@@ -207,26 +213,25 @@ async def claim(session: AsyncSession, *, worker_id: str, limit: int, lease_s: f
         return []
     now = utcnow()
     candidates = (
-        select(Task.id)
-        .where(text(QUEUED_SQL), Task.run_after <= now)  # literal, as in _room: the partial index's predicate
-        .order_by(Task.created_at, Task.id)
+        select(TASKS.c.id)
+        .where(text(QUEUED_SQL), TASKS.c.run_after <= now)  # literal, as in _room: the partial index's predicate
+        .order_by(TASKS.c.created_at, TASKS.c.id)
         .limit(limit)
         .with_for_update(skip_locked=True)
         .cte("candidates")
         .prefix_with("MATERIALIZED")
     )
     rows = await session.execute(
-        update(Task)
-        .where(Task.id.in_(select(candidates.c.id)))
+        update(TASKS)
+        .where(TASKS.c.id.in_(select(candidates.c.id)))
         .values(
             status=TaskStatus.running.value,
-            attempts=Task.attempts + 1,
+            attempts=TASKS.c.attempts + 1,
             worker_id=worker_id,
             lease_expires_at=now + timedelta(seconds=lease_s),
-            started_at=func.coalesce(Task.started_at, now),
+            started_at=func.coalesce(TASKS.c.started_at, now),
         )
-        .returning(Task.id, Task.attempts, Task.owner_id, Task.created_at)
-        .execution_options(synchronize_session=False)
+        .returning(TASKS.c.id, TASKS.c.attempts, TASKS.c.owner_id, TASKS.c.created_at)
     )
     claims = [Claim(task_id=task_id, attempt=attempt, owner_id=owner, created_at=created) for task_id, attempt, owner, created in rows.all()]
     await session.commit()
@@ -235,21 +240,21 @@ async def claim(session: AsyncSession, *, worker_id: str, limit: int, lease_s: f
 
 def _held(claim: Claim) -> tuple:
     """WHERE clause of every fenced write: the task is still running this very attempt."""
-    return (Task.id == claim.task_id, Task.status == TaskStatus.running.value, Task.attempts == claim.attempt)
+    return (TASKS.c.id == claim.task_id, TASKS.c.status == TaskStatus.running.value, TASKS.c.attempts == claim.attempt)
 
 
 def _all_held(claims: list[Claim]) -> tuple:
-    """The same fence for many claims at once, for one statement over a whole batch."""
+    """The same fence for many claims at once, for one statement over a whole batch. One
+    expanding IN of (id, attempt) pairs: the statement is the same whatever the batch's size,
+    so SQLAlchemy compiles it once."""
     return (
-        Task.status == TaskStatus.running.value,
-        or_(*(and_(Task.id == claim.task_id, Task.attempts == claim.attempt) for claim in claims)),
+        TASKS.c.status == TaskStatus.running.value,
+        tuple_(TASKS.c.id, TASKS.c.attempts).in_([(claim.task_id, claim.attempt) for claim in claims]),
     )
 
 
 async def _fenced_update(session: AsyncSession, claim: Claim, **values: object) -> bool:
-    result = await session.execute(
-        update(Task).where(*_held(claim)).values(**values).returning(Task.id).execution_options(synchronize_session=False)
-    )
+    result = await session.execute(update(TASKS).where(*_held(claim)).values(**values).returning(TASKS.c.id))
     return result.first() is not None
 
 
@@ -266,11 +271,7 @@ async def heartbeat_many(session: AsyncSession, claims: list[Claim], *, lease_s:
     if not claims:
         return set()
     result = await session.execute(
-        update(Task)
-        .where(*_all_held(claims))
-        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
-        .returning(Task.id)
-        .execution_options(synchronize_session=False)
+        update(TASKS).where(*_all_held(claims)).values(lease_expires_at=utcnow() + timedelta(seconds=lease_s)).returning(TASKS.c.id)
     )
     held = set(result.scalars().all())
     await session.commit()
@@ -295,11 +296,10 @@ async def finish_many(session: AsyncSession, outcomes: list[Outcome]) -> set[uui
         return set()
     now = utcnow()
     result = await session.execute(
-        update(Task)
+        update(TASKS)
         .where(*_all_held([o.claim for o in outcomes]))
         .values(status=TaskStatus.succeeded.value, finished_at=now, lease_expires_at=None, worker_id=None, error=None)
-        .returning(Task.id)
-        .execution_options(synchronize_session=False)
+        .returning(TASKS.c.id)
     )
     stored = set(result.scalars().all())
     kept = [o for o in outcomes if o.claim.task_id in stored]
@@ -307,9 +307,9 @@ async def finish_many(session: AsyncSession, outcomes: list[Outcome]) -> set[uui
         {**values, "task_id": o.claim.task_id, "ordinal": ordinal} for o in kept for ordinal, values in enumerate(o.primitives)
     ]
     if primitives:
-        await session.execute(insert(Primitive), primitives)
+        await session.execute(insert(Primitive.__table__), primitives)
     if kept:
-        await session.execute(insert(SceneResult), [{**o.scene, "task_id": o.claim.task_id} for o in kept])
+        await session.execute(insert(SceneResult.__table__), [{**o.scene, "task_id": o.claim.task_id} for o in kept])
     await session.commit()
     return stored
 
@@ -347,11 +347,11 @@ async def fail(
     doubles per attempt, until `max_attempts`; a permanent one fails at once.
     Returns the new status, or None when the attempt no longer held."""
     now = utcnow()
-    out_of_attempts = Task.attempts >= Task.max_attempts
+    out_of_attempts = TASKS.c.attempts >= TASKS.c.max_attempts
     give_up = out_of_attempts if retryable else True
     delay = timedelta(seconds=backoff_s * 2 ** (claim.attempt - 1))
     result = await session.execute(
-        update(Task)
+        update(TASKS)
         .where(*_held(claim))
         .values(
             status=case((give_up, TaskStatus.failed.value), else_=TaskStatus.queued.value),
@@ -361,8 +361,7 @@ async def fail(
             lease_expires_at=None,
             worker_id=None,
         )
-        .returning(Task.status)
-        .execution_options(synchronize_session=False)
+        .returning(TASKS.c.status)
     )
     status = result.scalar_one_or_none()
     await session.commit()
@@ -373,10 +372,10 @@ async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) 
     """Put running tasks whose lease expired (their worker died) back in the queue, or fail
     them when they have used all their attempts."""
     now = now or utcnow()
-    exhausted = Task.attempts >= Task.max_attempts
+    exhausted = TASKS.c.attempts >= TASKS.c.max_attempts
     result = await session.execute(
-        update(Task)
-        .where(Task.status == TaskStatus.running.value, Task.lease_expires_at < now)
+        update(TASKS)
+        .where(TASKS.c.status == TaskStatus.running.value, TASKS.c.lease_expires_at < now)
         .values(
             status=case((exhausted, TaskStatus.failed.value), else_=TaskStatus.queued.value),
             error=case(
@@ -388,8 +387,7 @@ async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) 
             lease_expires_at=None,
             worker_id=None,
         )
-        .returning(Task.id, Task.status)
-        .execution_options(synchronize_session=False)
+        .returning(TASKS.c.id, TASKS.c.status)
     )
     rows = result.all()
     statuses = [status for _, status in rows]
@@ -398,15 +396,27 @@ async def rescue_expired(session: AsyncSession, *, now: datetime | None = None) 
     return Rescued(requeued=len(statuses) - failed, failed=failed)
 
 
-async def load_inputs(session: AsyncSession, task_ids: list[uuid.UUID]) -> dict[uuid.UUID, TaskInput]:
+@dataclass(frozen=True)
+class StoredImage:
+    """What the models need of a task's stored upload."""
+
+    data: bytes
+    content_type: str
+    width: int
+    height: int
+
+
+async def load_inputs(session: AsyncSession, task_ids: list[uuid.UUID]) -> dict[uuid.UUID, StoredImage]:
     """The stored images of these tasks, in one query (a task deleted meanwhile is missing)."""
     if not task_ids:
         return {}
-    rows = await session.scalars(select(TaskInput).where(TaskInput.task_id.in_(task_ids)))
-    return {row.task_id: row for row in rows}
+    rows = await session.execute(
+        select(INPUTS.c.task_id, INPUTS.c.data, INPUTS.c.content_type, INPUTS.c.width, INPUTS.c.height).where(INPUTS.c.task_id.in_(task_ids))
+    )
+    return {task_id: StoredImage(data, content_type, width, height) for task_id, data, content_type, width, height in rows}
 
 
 async def unfinished_counts(session: AsyncSession) -> dict[str, int]:
     """How many tasks of the whole service are queued and running."""
-    rows = await session.execute(select(Task.status, func.count()).where(Task.status.in_(UNFINISHED)).group_by(Task.status))
+    rows = await session.execute(select(TASKS.c.status, func.count()).where(TASKS.c.status.in_(UNFINISHED)).group_by(TASKS.c.status))
     return {status: count for status, count in rows.all()}

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from db import queue
 from db.engine import SessionFactory
-from db.models import UNFINISHED, TaskInput, TaskStatus
-from db.queue import Claim, Outcome
+from db.models import UNFINISHED, TaskStatus
+from db.queue import Claim, Outcome, StoredImage
 from db.types import utcnow
 from deployments.contract import BatchPipeline, ImagePayload, ImageRejected, PipelineResult
 from serve_app.metrics import task_metrics
@@ -45,7 +45,7 @@ class _Batch:
     an attempt gone (deleted or rescued); once it is empty the work is cancelled."""
 
     claims: list[Claim]
-    inputs: list[TaskInput]
+    inputs: list[StoredImage]
     held: set[uuid.UUID] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
 
