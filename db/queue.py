@@ -24,10 +24,12 @@ from db.types import utcnow
 MAX_ERROR_LENGTH = 1000
 
 # The queue's statements name the Core tables, not the ORM classes: an ORM-enabled UPDATE or
-# INSERT goes through the ORM's compile and bulk paths even when it loads no object, and that
-# was half of the dispatcher's CPU per task.
+# INSERT goes through the ORM's compile and bulk paths even when it loads no object (the bulk
+# UPDATE alone was a seventh of the dispatcher's samples under load; docs/levers.md).
 TASKS = Task.__table__
 INPUTS = TaskInput.__table__
+PRIMITIVES = Primitive.__table__
+SCENES = SceneResult.__table__
 
 
 @dataclass(frozen=True)
@@ -307,9 +309,9 @@ async def finish_many(session: AsyncSession, outcomes: list[Outcome]) -> set[uui
         {**values, "task_id": o.claim.task_id, "ordinal": ordinal} for o in kept for ordinal, values in enumerate(o.primitives)
     ]
     if primitives:
-        await session.execute(insert(Primitive.__table__), primitives)
+        await session.execute(insert(PRIMITIVES), primitives)
     if kept:
-        await session.execute(insert(SceneResult.__table__), [{**o.scene, "task_id": o.claim.task_id} for o in kept])
+        await session.execute(insert(SCENES), [{**o.scene, "task_id": o.claim.task_id} for o in kept])
     await session.commit()
     return stored
 
