@@ -102,9 +102,7 @@ async def enqueue(
         if existing is not None:
             return existing, False
     await _check_bounds(session, owner_id, bounds)
-    task = Task(id=task_id or uuid.uuid4(), owner_id=owner_id, max_attempts=max_attempts, idempotency_key=idempotency_key)
-    if callback_url is not None:
-        task.callback_url, task.webhook_state, task.webhook_next_at = callback_url, WebhookState.pending.value, task.created_at
+    task = new_task(owner_id, max_attempts, task_id=task_id, idempotency_key=idempotency_key, callback_url=callback_url)
     try:
         await _insert(session, [task], [upload])
         await session.commit()
@@ -140,9 +138,7 @@ async def enqueue_many(
         elif len(tasks) >= room_total:
             outcomes.append(QueueFull("service", bounds.total))
         else:
-            task = Task(owner_id=owner_id, max_attempts=max_attempts)
-            if callback_url is not None:
-                task.callback_url, task.webhook_state, task.webhook_next_at = callback_url, WebhookState.pending.value, task.created_at
+            task = new_task(owner_id, max_attempts, callback_url=callback_url)
             tasks.append(task)
             outcomes.append(task)
     if tasks:
@@ -151,19 +147,38 @@ async def enqueue_many(
     return outcomes
 
 
+def new_task(
+    owner_id: uuid.UUID, max_attempts: int, *, task_id: uuid.UUID | None = None, idempotency_key: str | None = None,
+    callback_url: str | None = None,
+) -> Task:
+    """A queued task, not yet stored; with a `callback_url`, its webhook is pending."""
+    task = Task(id=task_id or uuid.uuid4(), owner_id=owner_id, max_attempts=max_attempts, idempotency_key=idempotency_key)
+    if callback_url is not None:
+        task.callback_url, task.webhook_state, task.webhook_next_at = callback_url, WebhookState.pending.value, task.created_at
+    return task
+
+
+TASK_COLUMNS = tuple(column.key for column in TASKS.columns)
+INPUT_COLUMNS = tuple(column.key for column in INPUTS.columns)
+
+
+def task_row(task: Task) -> dict[str, object]:
+    return {key: getattr(task, key) for key in TASK_COLUMNS}
+
+
+def input_row(task: Task, upload: NewInput) -> dict[str, object]:
+    return {
+        "task_id": task.id, "content_type": upload.content_type, "size_bytes": len(upload.data),
+        "width": upload.width, "height": upload.height, "sha256": upload.sha256, "data": upload.data,
+    }
+
+
 async def _insert(session: AsyncSession, tasks: list[Task], uploads: list[NewInput]) -> None:
     """The tasks' rows, then their images' (whose foreign key needs the tasks first), as plain
     INSERTs: the ORM's unit of work cost as much CPU per submit as both statements. The Task
     objects stay transient; callers only read them."""
-    columns = [column.key for column in TASKS.columns]
-    await session.execute(insert(TASKS), [{key: getattr(task, key) for key in columns} for task in tasks])
-    await session.execute(insert(INPUTS), [
-        {
-            "task_id": task.id, "content_type": upload.content_type, "size_bytes": len(upload.data),
-            "width": upload.width, "height": upload.height, "sha256": upload.sha256, "data": upload.data,
-        }
-        for task, upload in zip(tasks, uploads, strict=True)
-    ])
+    await session.execute(insert(TASKS), [task_row(task) for task in tasks])
+    await session.execute(insert(INPUTS), [input_row(task, upload) for task, upload in zip(tasks, uploads, strict=True)])
 
 
 async def _find_by_idempotency_key(session: AsyncSession, owner_id: uuid.UUID, key: str, sha256: str) -> Task | None:
@@ -182,9 +197,8 @@ async def _find_by_idempotency_key(session: AsyncSession, owner_id: uuid.UUID, k
     return task
 
 
-async def _room(session: AsyncSession, owner_id: uuid.UUID, bounds: Bounds) -> tuple[int, int]:
-    """How many more unfinished tasks the owner, and the whole service, may have: both in one
-    round trip."""
+async def _unfinished_counts(session: AsyncSession, owner_id: uuid.UUID) -> tuple[int, int]:
+    """The unfinished tasks of the owner and of the whole service, both in one round trip."""
     mine, everyone = (
         await session.execute(
             # The status as literal SQL, the partial index's own predicate: a prepared statement's
@@ -192,14 +206,25 @@ async def _room(session: AsyncSession, owner_id: uuid.UUID, bounds: Bounds) -> t
             select(func.count().filter(TASKS.c.owner_id == owner_id), func.count()).select_from(TASKS).where(text(UNFINISHED_SQL))
         )
     ).one()
+    return mine, everyone
+
+
+async def _room(session: AsyncSession, owner_id: uuid.UUID, bounds: Bounds) -> tuple[int, int]:
+    """How many more unfinished tasks the owner, and the whole service, may have."""
+    mine, everyone = await _unfinished_counts(session, owner_id)
     return bounds.per_user - mine, bounds.total - everyone
 
 
 async def _check_bounds(session: AsyncSession, owner_id: uuid.UUID, bounds: Bounds) -> None:
-    room_user, room_total = await _room(session, owner_id, bounds)
-    if room_user <= 0:
+    mine, everyone = await _unfinished_counts(session, owner_id)
+    refuse_when_full(bounds, mine, everyone)
+
+
+def refuse_when_full(bounds: Bounds, mine: int, everyone: int) -> None:
+    """Raise QueueFull when the owner (`mine` unfinished tasks) or the service (`everyone`) is at its bound."""
+    if mine >= bounds.per_user:
         raise QueueFull("user", bounds.per_user)
-    if room_total <= 0:
+    if everyone >= bounds.total:
         raise QueueFull("service", bounds.total)
 
 

@@ -55,7 +55,10 @@ class DatabaseSettings(BaseSettings):
     )
     db_pool_size: int = Field(10, ge=1, description="Connections kept open per process (PostgreSQL).")
     db_max_overflow: int = Field(10, ge=0, description="Extra connections allowed under load (PostgreSQL).")
-    db_echo: bool = Field(False, description="Log every SQL statement.")
+    db_echo: bool = Field(False, description="Log every SQL statement (those of the direct submit path excepted).")
+    db_direct_statements: bool = Field(
+        True, description="PostgreSQL: send the submit path's statements straight through asyncpg, not SQLAlchemy (db/direct.py)."
+    )
 
     def url_or_default(self, data_dir: Path) -> str:
         if self.database_url is not None:

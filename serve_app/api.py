@@ -14,7 +14,8 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 
-from db.engine import SessionFactory, create_engine, read_session_factory, session_factory
+from db.direct import DirectStatements
+from db.engine import SessionFactory, create_engine, is_sqlite, read_session_factory, session_factory
 from db.migrate import check_schema
 from deployments.contract import BatchPipeline, ModelCatalog
 from serve_app.body_limit import BodySizeLimit
@@ -74,7 +75,10 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
                 job.start()
             changes = TaskChangeFeed(settings.database_url, sessions, poll_interval_s=settings.queue.events_poll_interval_s)
             changes.start()
+            direct = None
             try:
+                if db.db_direct_statements and not is_sqlite(settings.database_url):
+                    direct = await DirectStatements.open(settings.database_url, max_size=db.db_pool_size)
                 async with _dispatching(settings, sessions, pipeline) as dispatcher:
                     app.state.services = Services(
                         settings=settings,
@@ -86,9 +90,12 @@ def create_app(settings: Settings | None = None, *, models: ModelCatalog, pipeli
                         models=models,
                         dispatcher=dispatcher,
                         changes=changes,
+                        direct=direct,
                     )
                     yield
             finally:
+                if direct is not None:
+                    await direct.close()
                 await changes.stop()
                 for job in jobs:
                     await job.stop()

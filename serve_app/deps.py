@@ -41,32 +41,40 @@ def unauthorized(detail: str) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers={"WWW-Authenticate": "Bearer"})
 
 
-async def _user_for(token: str, services: Services, session: AsyncSession) -> User:
+def _caller_id(token: str, services: Services) -> uuid.UUID:
     try:
-        user_id = services.tokens.subject(token)
+        return services.tokens.subject(token)
     except InvalidToken:
         raise unauthorized("The access token is invalid or has expired; log in again.") from None
-    user = await users.get_by_id(session, user_id)
+
+
+def _existing(user: User | None) -> User:
     if user is None:
         raise unauthorized("The access token's user no longer exists.")
     return user
 
 
 async def get_current_user(token: Annotated[str, Depends(_bearer)], services: ServicesDep, session: SessionDep) -> User:
-    return await _user_for(token, services, session)
+    """The caller, in the request's session: for routes that change the user."""
+    user_id = _caller_id(token, services)
+    return _existing(await users.get_by_id(session, user_id))
 
 
 CurrentUser = Annotated[User, Depends(get_current_user)]
 
 
-async def get_streaming_user(token: Annotated[str, Depends(_bearer)], services: ServicesDep) -> User:
-    """The caller, checked with a session of its own that is closed at once: a long-lived
-    stream must not hold a database connection for its whole life, as `SessionDep` would."""
-    async with services.sessions() as session:
-        return await _user_for(token, services, session)
+async def get_reading_user(token: Annotated[str, Depends(_bearer)], services: ServicesDep) -> User:
+    """The caller, read on its own and detached from any session, for routes that only read the
+    user: the request's session stays unused until the route needs it, and a long-lived stream
+    holds no connection. On PostgreSQL one direct statement (`db.direct`)."""
+    user_id = _caller_id(token, services)
+    if services.direct is not None:
+        return _existing(await services.direct.user(user_id))
+    async with services.reads() as session:
+        return _existing(await users.get_by_id(session, user_id))
 
 
-StreamingUser = Annotated[User, Depends(get_streaming_user)]
+ReadingUser = Annotated[User, Depends(get_reading_user)]
 
 
 async def require_admin(user: CurrentUser) -> User:
@@ -78,7 +86,7 @@ async def require_admin(user: CurrentUser) -> User:
 AdminUser = Annotated[User, Depends(require_admin)]
 
 
-async def get_owned_task(task_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Task:
+async def get_owned_task(task_id: uuid.UUID, user: ReadingUser, session: SessionDep) -> Task:
     """The caller's task. Someone else's task is not found, exactly like a missing one."""
     task = await tasks.get_owned(session, task_id, user.id)
     if task is None:

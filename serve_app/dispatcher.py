@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 
 from db import queue
+from db.direct import DirectStatements
 from db.engine import SessionFactory
 from db.models import UNFINISHED, TaskStatus
 from db.queue import Claim, Outcome, StoredImage
@@ -52,9 +53,12 @@ class _Batch:
 
 class Dispatcher:
     def __init__(
-        self, sessions: SessionFactory, pipeline: BatchPipeline, settings: QueueSettings, *, worker_id: str | None = None
+        self, sessions: SessionFactory, pipeline: BatchPipeline, settings: QueueSettings, *, worker_id: str | None = None,
+        direct: DirectStatements | None = None,
     ) -> None:
+        """With `direct` (PostgreSQL), a batch's claim and finish are one statement each (db/direct.py)."""
         self._sessions = sessions
+        self._direct = direct
         self._pipeline = pipeline
         self._settings = settings
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -130,9 +134,7 @@ class Dispatcher:
         """Claim batches while there is room and work, and start them. Returns how many tasks."""
         started = 0
         while not self._stopping and (room := self._batch_room()) > 0:
-            async with self._sessions() as session:
-                claims = await queue.claim(session, worker_id=self.worker_id, limit=room, lease_s=self._settings.lease_s)
-                inputs = await queue.load_inputs(session, [claim.task_id for claim in claims])
+            claims, inputs = await self._claim(room)
             present = [(claim, inputs[claim.task_id]) for claim in claims if claim.task_id in inputs]  # deleted since
             if present:
                 batch = _Batch(claims=[c for c, _ in present], inputs=[i for _, i in present], held={c.task_id for c, _ in present})
@@ -143,6 +145,15 @@ class Dispatcher:
             if len(claims) < room:
                 break
         return started
+
+    async def _claim(self, room: int) -> tuple[list[Claim], dict[uuid.UUID, StoredImage]]:
+        """Up to `room` claims, and the images of those whose task still has one."""
+        lease_s = self._settings.lease_s
+        if self._direct is not None:
+            return await self._direct.claim(worker_id=self.worker_id, limit=room, lease_s=lease_s)
+        async with self._sessions() as session:
+            claims = await queue.claim(session, worker_id=self.worker_id, limit=room, lease_s=lease_s)
+            return claims, await queue.load_inputs(session, [claim.task_id for claim in claims])
 
     def _on_done(self, batch: _Batch, task: asyncio.Task[None]) -> None:
         self._batches.discard(batch)
@@ -217,8 +228,11 @@ class Dispatcher:
     async def _record(self, claims: list[Claim], outcomes: list[PipelineResult | Exception]) -> None:
         results = [Outcome(claim, *_rows(result)) for claim, result in zip(claims, outcomes) if isinstance(result, PipelineResult)]
         if results:
-            async with self._sessions() as session:
-                stored = await queue.finish_many(session, results)
+            if self._direct is not None:
+                stored = await self._direct.finish_many(results)
+            else:
+                async with self._sessions() as session:
+                    stored = await queue.finish_many(session, results)
             self._succeeded([o.claim for o in results], stored)
         for claim, outcome in zip(claims, outcomes):
             if isinstance(outcome, Exception):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from db.direct import DirectStatements
 from db.engine import SessionFactory, is_sqlite
 from db.notify import TaskListener
 from deployments.contract import BatchPipeline
@@ -21,7 +22,9 @@ async def running_dispatcher(settings: Settings, sessions: SessionFactory, pipel
     queue_settings = settings.queue
     if notified:
         queue_settings = queue_settings.model_copy(update={"poll_interval_s": queue_settings.listen_poll_interval_s})
-    dispatcher = Dispatcher(sessions, pipeline, queue_settings)
+    # A claim and two batches finishing at once (two in flight, the default); more wait their turn.
+    direct = await DirectStatements.open(settings.database_url, max_size=3) if notified and settings.database.db_direct_statements else None
+    dispatcher = Dispatcher(sessions, pipeline, queue_settings, direct=direct)
     listener = TaskListener(settings.database_url, dispatcher.wake) if notified else None
     dispatcher.start()
     if listener is not None:
@@ -32,3 +35,5 @@ async def running_dispatcher(settings: Settings, sessions: SessionFactory, pipel
         if listener is not None:
             await listener.stop()
         await dispatcher.stop()
+        if direct is not None:
+            await direct.close()

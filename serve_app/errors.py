@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+import asyncpg
 from fastapi import FastAPI, Request, status
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -60,12 +61,15 @@ def error_responses(*codes: int, streaming: bool = False) -> dict[int | str, dic
 UNREACHABLE_SQLSTATE_PREFIXES = ("08", "57P")
 
 
-def database_unreachable(exc: DBAPIError) -> bool:
-    """Whether a database error means the server is down or restarting (503, try again) rather
-    than a fault in the statement (500)."""
-    if exc.connection_invalidated:
-        return True
-    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+def database_unreachable(exc: DBAPIError | asyncpg.PostgresError) -> bool:
+    """Whether a database error (through SQLAlchemy, or asyncpg's own on the direct path) means
+    the server is down or restarting (503, try again) rather than a fault in the statement (500)."""
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    else:
+        sqlstate = exc.sqlstate
     return sqlstate is not None and str(sqlstate).startswith(UNREACHABLE_SQLSTATE_PREFIXES)
 
 
@@ -119,12 +123,15 @@ def install_error_handlers(app: FastAPI, *, retry_after_s: int) -> None:
         log.warning("database unavailable: %s", type(exc).__name__)
         return _retry_later(status.HTTP_503_SERVICE_UNAVAILABLE, "The database is unavailable; try again shortly.", retry_after_s)
 
-    # Pool exhausted (every connection busy for `pool_timeout`): busy, not broken.
-    for error in (OperationalError, InterfaceError, ConnectionError, TimeoutError, PoolTimeout):
+    # Pool exhausted (every connection busy for `pool_timeout`): busy, not broken. asyncpg's
+    # InterfaceError on the direct path: a connection closed under the statement.
+    for error in (OperationalError, InterfaceError, ConnectionError, TimeoutError, PoolTimeout, asyncpg.InterfaceError):
         app.add_exception_handler(error, _database_unavailable)
 
     @app.exception_handler(DBAPIError)
-    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+    @app.exception_handler(asyncpg.PostgresError)
+    async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, DBAPIError | asyncpg.PostgresError)
         if database_unreachable(exc):
             return await _database_unavailable(request, exc)
         log.exception("database error")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -20,10 +21,14 @@ async def task_result(session: AsyncSession, task: Task) -> TaskResult | None:
     return None if stored is None else _public(task.id, stored)
 
 
-async def task_results(session: AsyncSession, found: list[TaskPublic]) -> dict[uuid.UUID, TaskResult]:
-    """The results of those of these tasks that succeeded, read together."""
+ResultReader = Callable[[list[uuid.UUID]], Awaitable[dict[uuid.UUID, tasks.StoredResult]]]
+
+
+async def task_results(read: ResultReader, found: list[TaskPublic]) -> dict[uuid.UUID, TaskResult]:
+    """The results of those of these tasks that succeeded, read together by `read`
+    (`db.tasks.get_results` in a session, or `db.direct.DirectStatements.results`)."""
     succeeded = [task.id for task in found if task.status == TaskStatus.succeeded]
-    stored = await tasks.get_results(session, succeeded)
+    stored = await read(succeeded)
     return {task_id: _public(task_id, result) for task_id, result in stored.items()}
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from db.direct import DirectStatements
 from db.engine import SessionFactory
 from deployments.contract import ModelCatalog
 from serve_app.dispatcher import Dispatcher
@@ -26,6 +27,7 @@ class Services:
     models: ModelCatalog
     dispatcher: Dispatcher | None
     changes: TaskChangeFeed
+    direct: DirectStatements | None  # PostgreSQL: the submit path's statements without SQLAlchemy (db/direct.py)
 
     def wake_dispatcher(self) -> None:
         """Tell the local dispatcher that work arrived, so it need not wait for its next poll."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import uuid
 
@@ -102,7 +103,9 @@ def _public(task: Task | None) -> TaskPublic | None:
 async def with_results(services: Services, found: list[TaskPublic]) -> list[TaskWithResult]:
     """The tasks as the API answers them, each succeeded one with its result."""
     results = {}
-    if any(task.status == TaskStatus.succeeded for task in found):
+    if services.direct is not None:
+        results = await task_results(services.direct.results, found)
+    elif any(task.status == TaskStatus.succeeded for task in found):
         async with services.reads() as session:
-            results = await task_results(session, found)
+            results = await task_results(functools.partial(tasks.get_results, session), found)
     return [TaskWithResult(**task.model_dump(), result=results.get(task.id)) for task in found]

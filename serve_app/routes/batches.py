@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Response, status
 from db import queue
 from db.models import Task, TaskStatus
 from db.queue import NewInput
-from serve_app.deps import CurrentUser, ServicesDep, SessionDep
+from serve_app.deps import ReadingUser, ServicesDep
 from serve_app.errors import error_responses, refusal
 from serve_app.routes.tasks import (
     CallbackUrl,
@@ -47,7 +47,7 @@ BATCH_PATH = router.prefix  # under the API prefix; the body-size limit names it
     openapi_extra=IMAGES_PART_OPENAPI,
 )
 async def create_tasks(
-    images: ImagesField, user: CurrentUser, services: ServicesDep, session: SessionDep, response: Response,
+    images: ImagesField, user: ReadingUser, services: ServicesDep, response: Response,
     idempotency_key: IdempotencyKey = None,
     callback_url: CallbackUrl = None,
     prefer: PreferHeader = None,
@@ -63,9 +63,6 @@ async def create_tasks(
     `Prefer: wait=S` apply to every task (the answer is 200 when all accepted tasks have finished).
     """
     owner_id = user.id
-    # End the caller's lookup transaction: each image is stored in a session of its own, and a
-    # request that waits for its tasks must not hold a database connection meanwhile.
-    await session.commit()
     limits = services.settings.limits
     if len(images) > limits.max_batch_images:
         raise HTTPException(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, status
 
 from deployments.contract import ImagePayload, ImageRejected, ModelInfo, ModelPrediction, UnknownModel
-from serve_app.deps import CurrentUser, ServicesDep
+from serve_app.deps import ReadingUser, ServicesDep
 from serve_app.errors import error_responses
 from serve_app.routes.uploads import IMAGE_PART_OPENAPI, ImageField, read_upload
 
@@ -31,7 +31,7 @@ router = APIRouter(prefix="/models", tags=["models"])
         }
     },
 )
-async def list_models(_user: CurrentUser, services: ServicesDep) -> list[ModelInfo]:
+async def list_models(_user: ReadingUser, services: ServicesDep) -> list[ModelInfo]:
     """The detector and the classifier: name, kind, version, classes and input size."""
     return await services.models.list_models()
 
@@ -42,7 +42,7 @@ async def list_models(_user: CurrentUser, services: ServicesDep) -> list[ModelIn
     responses=error_responses(400, 401, 404, 413, 415, 422),
     openapi_extra=IMAGE_PART_OPENAPI,
 )
-async def predict(name: str, image: ImageField, _user: CurrentUser, services: ServicesDep) -> ModelPrediction:
+async def predict(name: str, image: ImageField, _user: ReadingUser, services: ServicesDep) -> ModelPrediction:
     """Run one model on an image and wait for its answer. Nothing is stored."""
     upload = await read_upload(image, services.settings.limits)
     payload = ImagePayload(data=upload.data, content_type=upload.content_type, width=upload.width, height=upload.height)

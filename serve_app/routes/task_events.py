@@ -18,7 +18,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from db import tasks
 from db.models import Task, TaskStatus, User
-from serve_app.deps import TASK_NOT_FOUND, ServicesDep, StreamingUser
+from serve_app.deps import TASK_NOT_FOUND, ReadingUser, ServicesDep
 from serve_app.errors import error_responses
 from serve_app.schemas import TaskPublic
 from serve_app.services import Services
@@ -39,7 +39,7 @@ def _version(task: Task | TaskPublic) -> tuple[str, int]:
     return task.status, task.attempts
 
 
-async def _owned_task_for_stream(task_id: uuid.UUID, user: StreamingUser, services: ServicesDep) -> Task:
+async def _owned_task_for_stream(task_id: uuid.UUID, user: ReadingUser, services: ServicesDep) -> Task:
     async with services.sessions() as session:
         task = await tasks.get_owned(session, task_id, user.id)
     if task is None:
@@ -52,7 +52,7 @@ async def _owned_task_for_stream(task_id: uuid.UUID, user: StreamingUser, servic
     response_class=EventSourceResponse,
     responses={200: STREAM_DESCRIPTION, **error_responses(401, streaming=True)},
 )
-async def user_task_events(user: StreamingUser, services: ServicesDep) -> AsyncIterable[ServerSentEvent]:
+async def user_task_events(user: ReadingUser, services: ServicesDep) -> AsyncIterable[ServerSentEvent]:
     """Live updates of the caller's tasks: first a `task` event for each of the newest 100, then
     one whenever a task changes status or attempt, and `deleted` (data `{"id": …}`) when one is
     deleted. Runs until the client disconnects."""
@@ -103,7 +103,7 @@ async def _poll_user_tasks(services: Services, user: User, seen: dict[uuid.UUID,
     responses={200: STREAM_DESCRIPTION, **error_responses(401, 404, 422, streaming=True)},
 )
 async def task_events(
-    task: Annotated[Task, Depends(_owned_task_for_stream)], user: StreamingUser, services: ServicesDep
+    task: Annotated[Task, Depends(_owned_task_for_stream)], user: ReadingUser, services: ServicesDep
 ) -> AsyncIterable[ServerSentEvent]:
     """Live updates of one task: a `task` event now and at each change of status or attempt;
     the stream ends after `succeeded` or `failed`, or with `deleted` if the task is deleted."""

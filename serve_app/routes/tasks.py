@@ -19,7 +19,7 @@ from db import queue, tasks, webhooks
 from db.models import Task, TaskStatus, WebhookState
 from db.queue import NewInput
 from serve_app.annotate import render_png
-from serve_app.deps import TASK_NOT_FOUND, CurrentUser, OwnedTask, ServicesDep, SessionDep
+from serve_app.deps import TASK_NOT_FOUND, OwnedTask, ReadingUser, ServicesDep, SessionDep
 from serve_app.errors import error_responses
 from serve_app.metrics import task_metrics
 from serve_app.results import task_result
@@ -130,7 +130,7 @@ def _response_links(status_code: int, links: dict[str, dict[str, object]]) -> di
     },
 )
 async def create_task(
-    image: ImageField, user: CurrentUser, services: ServicesDep, session: SessionDep, response: Response,
+    image: ImageField, user: ReadingUser, services: ServicesDep, session: SessionDep, response: Response,
     idempotency_key: IdempotencyKey = None,
     callback_url: CallbackUrl = None,
     prefer: PreferHeader = None,
@@ -172,16 +172,22 @@ async def enqueue_upload(
     task_id: uuid.UUID | None = None,
 ) -> tuple[Task, bool]:
     settings = services.settings
-    task, created = await queue.enqueue(
-        session,
-        task_id=task_id,
-        owner_id=owner_id,
-        upload=upload,
-        max_attempts=settings.queue.max_attempts,
-        bounds=queue.Bounds(per_user=settings.limits.max_queued_per_user, total=settings.limits.max_queued_total),
-        idempotency_key=idempotency_key,
-        callback_url=callback_url,
-    )
+    bounds = queue.Bounds(per_user=settings.limits.max_queued_per_user, total=settings.limits.max_queued_total)
+    if services.direct is not None and idempotency_key is None:
+        # One statement; a keyed submit takes the general path, which may answer with the earlier task.
+        task, created = queue.new_task(owner_id, settings.queue.max_attempts, task_id=task_id, callback_url=callback_url), True
+        await services.direct.enqueue(task, upload, bounds)
+    else:
+        task, created = await queue.enqueue(
+            session,
+            task_id=task_id,
+            owner_id=owner_id,
+            upload=upload,
+            max_attempts=settings.queue.max_attempts,
+            bounds=bounds,
+            idempotency_key=idempotency_key,
+            callback_url=callback_url,
+        )
     if created:
         record_accepted(services, task, owner_id, upload)
     return task, created
@@ -230,7 +236,7 @@ def _decode_cursor(cursor: str) -> tasks.PageKey:
 
 @router.get("", response_model=TaskList, responses=error_responses(401, 422))
 async def list_tasks(
-    user: CurrentUser,
+    user: ReadingUser,
     session: SessionDep,
     status_filter: Annotated[TaskStatus | None, Query(alias="status", description="Only tasks in this status.")] = None,
     limit: Annotated[int, Query(ge=1, le=100, description="Page size.")] = 20,
@@ -259,7 +265,7 @@ async def list_tasks(
         delete_task="Delete it.",
     )),
 )
-async def get_task(task: OwnedTask, user: CurrentUser, services: ServicesDep, session: SessionDep, wait: WaitQuery = None) -> TaskWithResult:
+async def get_task(task: OwnedTask, user: ReadingUser, services: ServicesDep, session: SessionDep, wait: WaitQuery = None) -> TaskWithResult:
     """A task's status, attempts, error and timestamps. With `?wait=S`, answers once the task has
     finished (then with its `result`, if it succeeded) or after S seconds: a long poll."""
     if wait is None:
@@ -281,7 +287,7 @@ async def get_task(task: OwnedTask, user: CurrentUser, services: ServicesDep, se
         **error_responses(401, 404, 422),
     },
 )
-async def get_task_input(task_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
+async def get_task_input(task_id: uuid.UUID, user: ReadingUser, session: SessionDep) -> Response:
     """The uploaded image: the original bytes with their content type."""
     stored = await tasks.get_input(session, task_id, user.id)
     if stored is None:
@@ -369,7 +375,7 @@ async def get_task_webhook(task: OwnedTask, session: SessionDep) -> WebhookStatu
         get_task_result_png="Gone with the task: 404.",
     )),
 )
-async def delete_task(task_id: uuid.UUID, user: CurrentUser, session: SessionDep) -> Response:
+async def delete_task(task_id: uuid.UUID, user: ReadingUser, session: SessionDep) -> Response:
     """Delete a task with its input and result. A result still being computed is discarded."""
     if not await tasks.delete_owned(session, task_id, user.id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, detail=TASK_NOT_FOUND)

@@ -6,7 +6,7 @@ from fastapi import APIRouter, HTTPException, status
 from starlette.concurrency import run_in_threadpool
 
 from db import users, webhooks
-from serve_app.deps import AdminUser, CurrentUser, ServicesDep, SessionDep
+from serve_app.deps import AdminUser, CurrentUser, ReadingUser, ServicesDep, SessionDep
 from serve_app.errors import error_responses
 from serve_app.schemas import UserCreate, UserPublic, WebhookSecret
 
@@ -27,7 +27,7 @@ async def create_user(body: UserCreate, _admin: AdminUser, session: SessionDep, 
 
 
 @router.get("/me", response_model=UserPublic, responses=error_responses(401))
-async def get_me(user: CurrentUser) -> UserPublic:
+async def get_me(user: ReadingUser) -> UserPublic:
     """Who the token belongs to."""
     return UserPublic.model_validate(user)
 
