@@ -131,6 +131,10 @@ async def test_results_are_the_general_paths_results(sessions: SessionFactory, d
     assert [p.ordinal for p in found[finished.id].primitives] == [0, 1]
     assert found[finished.id].primitives[0].x == 0.1 + 0.2
     assert found[empty.id].primitives == []
+    [alone] = (await direct.results([finished.id])).values()  # one task: its own statement
+    assert alone.scene.model_dump() == found[finished.id].scene.model_dump()
+    assert [p.model_dump() for p in alone.primitives] == [p.model_dump() for p in found[finished.id].primitives]
+    assert await direct.results([unfinished.id]) == {}
     assert await direct.results([]) == {}
 
 

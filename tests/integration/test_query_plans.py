@@ -8,14 +8,17 @@ while its statements are caught, and PostgreSQL's plan of each must read `tasks`
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from db import queue, retention, tasks
+from db import direct, queue, retention, tasks
 from db.engine import create_engine, session_factory
 from db.types import utcnow
 from scripts.large_table import plans
@@ -86,3 +89,24 @@ async def test_hot_queries_read_tasks_through_an_index(engine: AsyncEngine, fill
     partial = {"claim": "ix_tasks_queued_created_at_id", "submit_bounds": "ix_tasks_unfinished_owner_id"}.get(name)
     if partial:
         assert any(partial in scan for scan in scans), scans
+
+
+DIRECT_STATEMENTS = ("_SELECT_USER", "_ENQUEUE", "_RESULT", "_RESULTS", "_CLAIM", "_FINISH")
+TABLES = ("tasks", "task_inputs", "scene_results", "primitives")  # not the 100 users: a table that small is best read whole
+
+
+@pytest.mark.parametrize("name", DIRECT_STATEMENTS)
+async def test_direct_statements_keep_their_indexes_in_a_generic_plan(filled_url: tuple[str, Filled], name: str) -> None:
+    """db/direct.py's statements are prepared once and, after a few runs, planned without their
+    values (a generic plan): that plan must read no large table whole either."""
+    statement = getattr(direct, name)
+    parameters = max(int(n) for n in re.findall(r"\$(\d+)", statement))
+    connection = await asyncpg.connect(make_url(filled_url[0]).set(drivername="postgresql").render_as_string(hide_password=False))
+    try:
+        await connection.execute("SET plan_cache_mode = force_generic_plan")
+        await connection.execute(f"PREPARE direct_statement AS {statement}")
+        plan = [row[0] for row in await connection.fetch(f"EXPLAIN EXECUTE direct_statement({', '.join(['NULL'] * parameters)})")]
+    finally:
+        await connection.close()
+    whole = [line.strip() for line in plan if "Seq Scan" in line and any(f" on {table}" in line for table in TABLES)]
+    assert not whole, f"{name} reads a table whole: {whole}"
