@@ -215,8 +215,8 @@ class DirectStatements:
 async def _keep_session(_connection: asyncpg.Connection) -> None:
     """Nothing to reset when a connection goes back to the pool: these statements change no
     session state (no SET, LISTEN, cursor or advisory lock), and asyncpg still rolls back any
-    open transaction itself. Its default reset is a round trip per statement (`RESET ALL` and
-    three more), which doubled PostgreSQL's CPU per task."""
+    open transaction itself. Its default reset is one more round trip per statement
+    (`RESET ALL` and three more statements)."""
 
 
 def _uuid(value: uuid.UUID) -> uuid.UUID:
