@@ -92,6 +92,9 @@ export class TaskList {
   /** A task we just uploaded: show it at once (its events follow). */
   added(task, filename) {
     if (filename) this.names.set(task.id, filename);
+    // Its events may have come first (a newer state, which upsert keeps): name that row too.
+    const known = this.tasks.get(task.id);
+    if (known) this.render(known);
     this.upsert(task);
   }
 
