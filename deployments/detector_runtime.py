@@ -69,8 +69,9 @@ class PrimitiveDetector:
         if not images:
             return []
         pictures = [np.asarray(to_rgb(image)) for image in images]
-        batch = np.stack([np.asarray(self._letterbox(image=picture)) for picture in pictures])
-        batch = np.ascontiguousarray(batch.transpose(0, 3, 1, 2), dtype=np.float32) / 255
+        letterboxed = np.stack([np.asarray(self._letterbox(image=picture)) for picture in pictures])
+        batch = np.empty((len(pictures), 3, self.imgsz, self.imgsz), dtype=np.float32)
+        np.divide(letterboxed.transpose(0, 3, 1, 2), 255, out=batch, dtype=np.float32)  # NHWC bytes → NCHW [0, 1] in one pass
         raw = self._network(batch)
         kept = self._nms(
             raw, self.confidence, self.iou, max_det=self.max_detections, nc=len(self.classes), rotated=True, agnostic=self.class_agnostic_nms,

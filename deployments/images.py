@@ -26,8 +26,11 @@ def to_rgb(image: ImageInput, at_least: int | None = None) -> Image.Image:
             with Image.open(io.BytesIO(image)) as opened:
                 if at_least is not None and opened.format == "JPEG":
                     opened.draft("RGB", (at_least, at_least))
-                upright = ImageOps.exif_transpose(opened)
-                return _rgb(upright)
+                opened.load()
+                # In place: the image is ours, and a copy of every upright upload costs a
+                # full-size memory pass for nothing.
+                ImageOps.exif_transpose(opened, in_place=True)
+                return _rgb(opened)
         except UnidentifiedImageError as exc:  # its own text names a Python object, not the problem
             raise ImageRejected("cannot decode the image: the bytes are not in a known image format") from exc
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
@@ -45,4 +48,6 @@ def _rgb(image: Image.Image) -> Image.Image:
     # 8 bits instead.
     if image.mode.startswith("I;16"):
         image = Image.fromarray((np.asarray(image) >> 8).astype(np.uint8))
+    if image.mode == "RGB":  # convert() would copy it; nothing here changes an image in place
+        return image
     return image.convert("RGB")

@@ -80,7 +80,13 @@ def role(process: psutil.Process) -> str:
 
 def cpu_seconds(root_pid: int) -> dict[str, float]:
     """CPU time (user + system) used so far by each kind of process: the server's tree and the
-    PostgreSQL server processes. Differences between two calls say where time went."""
+    PostgreSQL server processes. Differences between two calls say where time went.
+
+    A process that exits between two calls (a pooled PostgreSQL connection that is closed, a
+    Ray worker that is replaced) takes its own times with it, but its parent, once it has
+    reaped it, holds them among its children's times; those are counted too, under the
+    parent's kind for PostgreSQL (the postmaster reaps every backend) and under "exited
+    processes" for the server's tree, so that no CPU leaves the figure with the process."""
     processes = []
     try:
         root = psutil.Process(root_pid)
@@ -95,5 +101,9 @@ def cpu_seconds(root_pid: int) -> dict[str, float]:
             kind = "postgres" if process in postgres else role(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
+        reaped = times.children_user + times.children_system
         totals[kind] = totals.get(kind, 0.0) + times.user + times.system
+        if reaped:
+            exited = "postgres" if kind == "postgres" else "exited processes"
+            totals[exited] = totals.get(exited, 0.0) + reaped
     return totals
