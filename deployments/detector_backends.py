@@ -72,14 +72,20 @@ class OpenVinoBackend:
     batch is one inference: on CPU that costs about half the time per image of running the
     images one by one (docs/benchmarks.md). A dynamic batch dimension was tried first: it was
     slower than static shapes and crashed OpenVINO on a small (64-pixel) export. One synchronous
-    request at a time (LATENCY hint, one stream); the caller keeps calls on one thread."""
+    request at a time (LATENCY hint, one stream); the caller keeps calls on one thread.
+
+    Float layers run in f32 on every CPU. OpenVINO's default on a CPU with AMX or AVX-512 BF16 is
+    bfloat16, so the same image and weights gave other boxes on such a host (the foreign set's
+    precision 0.910 against 0.914 for INT8: docs/evaluation.md); one model version must answer
+    the same wherever its replica runs. Measured on such a host (1 thread, batch 8, network
+    only): INT8 7.26 ms an image in f32 against 6.75 in bf16; the float IR 14.9 against 5.5."""
 
     def __init__(self, model_dir: Path, threads: int) -> None:
         import openvino
 
         self._core = openvino.Core()
         self._xml = next(model_dir.glob("*.xml"))
-        self._config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1}
+        self._config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads, "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
         self._by_batch: dict[int, object] = {}
         self.compiled(1)
 

@@ -29,6 +29,8 @@ class ForeignImage:
     scene: str
     encoded: bytes  # JPEG or PNG
     figures: list[Figure]  # as they appear in the final image
+    # How it was drawn, for scores broken down by condition (scripts/evaluate.py): name → value.
+    conditions: dict[str, str]
 
 
 def draw(index: int, seed: int = SEED) -> ForeignImage:
@@ -36,18 +38,28 @@ def draw(index: int, seed: int = SEED) -> ForeignImage:
     scene = SCENES[index % len(SCENES)]
     width, height = _size(rng)
     dark = rng.random() < 0.15
-    canvas = _paper(rng, width, height, dark)
+    canvas, paper = _paper(rng, width, height, dark)
     figures = _layout(rng, scene, width, height)
     pen = _pen(rng, dark)
     for figure in figures:
         _draw_figure(rng, canvas, figure, pen)
-    _marks(rng, canvas, figures, pen)
-    canvas, figures = _photograph(rng, canvas, figures)
-    ok, encoded = cv2.imencode(*(
-        (".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 95))]) if rng.random() < 0.6 else (".png", canvas, [])
-    ))
+    marks = _marks(rng, canvas, figures, pen)
+    canvas, figures, photo = _photograph(rng, canvas, figures)
+    jpeg = rng.random() < 0.6
+    ok, encoded = cv2.imencode(*((".jpg", canvas, [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 95))]) if jpeg else (".png", canvas, [])))
     assert ok
-    return ForeignImage(index, scene, encoded.tobytes(), figures)
+    conditions = {
+        "paper": paper,
+        "background": "dark" if dark else "light",
+        "outline": "hand-drawn" if pen.wobble else "ruler",
+        "stroke": "1–2 px" if pen.thickness <= 2 else "3–4 px" if pen.thickness <= 4 else "5–8 px",
+        "edges": "anti-aliased" if pen.antialiased else "aliased",
+        "fill": pen.fill,
+        "marks beside": "some" if marks else "none",
+        **{f"photo: {effect}": "yes" if effect in photo else "no" for effect in PHOTO_EFFECTS},
+        "file": "JPEG" if jpeg else "PNG",
+    }
+    return ForeignImage(index, scene, encoded.tobytes(), figures, conditions)
 
 
 def _size(rng: Rng) -> tuple[int, int]:
@@ -75,7 +87,7 @@ def _sides(figure: Figure) -> float:
     return float(min(np.linalg.norm(corners[1] - corners[0]), np.linalg.norm(corners[2] - corners[1])))
 
 
-def _paper(rng: Rng, width: int, height: int, dark: bool) -> np.ndarray:
+def _paper(rng: Rng, width: int, height: int, dark: bool) -> tuple[np.ndarray, str]:
     if dark:  # a blackboard, a dark screen
         base = np.array([rng.uniform(20, 60), rng.uniform(20, 70), rng.uniform(15, 50)])
     else:
@@ -101,7 +113,7 @@ def _paper(rng: Rng, width: int, height: int, dark: bool) -> np.ndarray:
     elif style == "gradient":
         ramp = np.linspace(rng.uniform(-40, 0), rng.uniform(0, 40), width if rng.random() < 0.5 else height, dtype=np.float32)
         canvas += ramp[None, :, None] if ramp.size == width else ramp[:, None, None]
-    return np.clip(canvas + rng.normal(0, 2, canvas.shape), 0, 255).astype(np.uint8)
+    return np.clip(canvas + rng.normal(0, 2, canvas.shape), 0, 255).astype(np.uint8), str(style)
 
 
 @dataclass(frozen=True)
@@ -188,13 +200,15 @@ def _pattern(rng: Rng, shape: tuple[int, int], fill: str, colour: Colour, canvas
     return pattern
 
 
+PHOTO_EFFECTS = ("perspective", "uneven light", "low contrast", "blur", "noise")  # as `_photograph` names them
 WORDS = ("shapes", "fig. 2", "note", "A", "B", "see below", "draft", "x = 3", "todo", "OK")
 
 
-def _marks(rng: Rng, canvas: np.ndarray, figures: list[Figure], pen: Pen) -> None:
-    """Things drawn beside the figures that are not primitives, kept off them."""
+def _marks(rng: Rng, canvas: np.ndarray, figures: list[Figure], pen: Pen) -> int:
+    """Things drawn beside the figures that are not primitives, kept off them; how many."""
     height, width = canvas.shape[:2]
     taken = [f.extent() for f in figures]
+    drawn = 0
     for _ in range(int(rng.integers(0, 5))):
         x, y = rng.uniform(0.05, 0.9) * width, rng.uniform(0.05, 0.9) * height
         size = min(width, height) * rng.uniform(0.08, 0.2)
@@ -202,6 +216,7 @@ def _marks(rng: Rng, canvas: np.ndarray, figures: list[Figure], pen: Pen) -> Non
         if any(not (box[2] < t[0] or t[2] < box[0] or box[3] < t[1] or t[3] < box[1]) for t in taken):
             continue
         taken.append(box)
+        drawn += 1
         kind = rng.choice(["arrow", "line", "scribble", "text"])
         start, end = (int(x), int(y)), (int(x + size * rng.uniform(0.5, 1)), int(y + size * rng.uniform(-1, 1)))
         if kind == "arrow":
@@ -216,18 +231,21 @@ def _marks(rng: Rng, canvas: np.ndarray, figures: list[Figure], pen: Pen) -> Non
             cv2.putText(canvas, str(rng.choice(WORDS)), start, int(rng.choice([cv2.FONT_HERSHEY_SIMPLEX, cv2.FONT_HERSHEY_SCRIPT_SIMPLEX,
                 cv2.FONT_HERSHEY_PLAIN])),
                         max(0.4, scale), pen.colour, max(1, pen.thickness // 3), cv2.LINE_AA)
+    return drawn
 
 
-def _photograph(rng: Rng, canvas: np.ndarray, figures: list[Figure]) -> tuple[np.ndarray, list[Figure]]:
+def _photograph(rng: Rng, canvas: np.ndarray, figures: list[Figure]) -> tuple[np.ndarray, list[Figure], list[str]]:
     """A phone picture of the drawing: a slight perspective, light falling off to one side,
-    vignetting, blur, sensor noise, lower contrast."""
+    vignetting, blur, sensor noise, lower contrast; and the names of the effects it has."""
     height, width = canvas.shape[:2]
+    effects = []
     if rng.random() < 0.5:
         src = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
         dst = (src + rng.uniform(-0.04, 0.04, (4, 2)) * (width, height)).astype(np.float32)
         transform = cv2.getPerspectiveTransform(src, dst)
         canvas = cv2.warpPerspective(canvas, transform, (width, height), borderMode=cv2.BORDER_REPLICATE)
         figures = [f.mapped(transform) for f in figures]
+        effects.append("perspective")
     pixels = canvas.astype(np.float32)
     if rng.random() < 0.6:
         yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -237,10 +255,14 @@ def _photograph(rng: Rng, canvas: np.ndarray, figures: list[Figure]) -> tuple[np
         if rng.random() < 0.5:
             light *= 1 - rng.uniform(0.1, 0.35) * (((xx / width - 0.5) ** 2 + (yy / height - 0.5) ** 2) * 2)
         pixels *= light[..., None]
+        effects.append("uneven light")
     if rng.random() < 0.3:  # low contrast
         pixels = pixels.mean() + (pixels - pixels.mean()) * rng.uniform(0.45, 0.8)
+        effects.append("low contrast")
     if rng.random() < 0.4:
         pixels = cv2.GaussianBlur(pixels, (0, 0), rng.uniform(0.5, 1.8))
+        effects.append("blur")
     if rng.random() < 0.5:
         pixels += rng.normal(0, rng.uniform(2, 12), pixels.shape)
-    return np.clip(pixels, 0, 255).astype(np.uint8), figures
+        effects.append("noise")
+    return np.clip(pixels, 0, 255).astype(np.uint8), figures, effects

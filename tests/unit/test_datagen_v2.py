@@ -61,6 +61,12 @@ def test_foreign_set_is_deterministic_balanced_and_inside_its_images() -> None:
             box = figure.box()
             assert box[:, 0].min() > -0.05 * width and box[:, 0].max() < 1.05 * width
             assert box[:, 1].min() > -0.05 * height and box[:, 1].max() < 1.05 * height
+    # Each says how it was drawn (the evaluation scores each condition apart), and says it right:
+    # the file is what it names, and the set varies in every condition it reports on.
+    for image in drawn:
+        assert Image.open(io.BytesIO(image.encoded)).format == image.conditions["file"]
+    varied = {name for name in drawn[0].conditions if len({d.conditions[name] for d in drawn}) > 1}
+    assert varied >= {"paper", "outline", "stroke", "fill", "marks beside", "file", "photo: perspective"}
 
 
 def test_foreign_triangle_box_stands_on_its_longest_edge() -> None:

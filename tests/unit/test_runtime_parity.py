@@ -33,7 +33,8 @@ def pytorch_found(detector: PrimitiveDetector, samples) -> list[list[Primitive]]
 # runtime that have a twin in the other one of the same class, with centre, size, angle (modulo a
 # quarter turn, which swaps width and height; ignored for circles, whose angle means nothing) and
 # confidence within these bounds. Positions and sizes are fractions of the image.
-# ONNX Runtime computes in float32 like PyTorch; OpenVINO picks bfloat16 on CPUs that have it; the
+# ONNX Runtime and OpenVINO compute in float32 like PyTorch (OpenVINO is told to: on a CPU with
+# AMX or AVX-512 BF16 its default is bfloat16, and its answers then depended on the host); the
 # INT8 model is quantized, so its bounds are wider and a few boxes may stray further.
 STRONG = 0.5
 
@@ -49,7 +50,7 @@ class Tolerance:
 
 TOLERANCE = {
     "onnx": Tolerance(0.01, 0.01, 0.05, 0.03, share=1.0),
-    "openvino": Tolerance(0.01, 0.01, 0.05, 0.03, share=0.98),
+    "openvino": Tolerance(0.01, 0.01, 0.05, 0.03, share=1.0),
     # 1.2.0: 92.8 % (1.1.0: 96.7 %). With class-agnostic NMS only the top class of a shape is kept,
     # so a near tie (pentagon vs hexagon) that INT8 tips the other way is a stray; mAP is the same.
     "openvino_int8": Tolerance(0.02, 0.03, 0.1, 0.1, share=0.9),
