@@ -29,10 +29,11 @@ migrate: install
 # The whole service on this machine: embedded SQLite, shipped weights, Ray Serve on $(URL).
 # Ray Serve's throughput mode (docs/benchmarks.md): the Ingress replica also serves HTTP itself
 # on $(FAST_URL), skipping Serve's proxy, which still answers on $(URL). The Serve controller's
-# loop runs every 0.5 s instead of 0.1 (half its CPU; docs/levers.md).
+# loop runs every 0.5 s instead of 0.1 (half its CPU; docs/levers.md). A stopping Ingress finishes
+# its requests in flight without staying up 30 s for a load balancer (none on one machine).
 FAST_URL := http://127.0.0.1:8001
 THROUGHPUT_MODE := RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT=8001 RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT=8002 \
-	RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5
+	RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5 RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S=0
 
 run: migrate
 	@$(VENV)/bin/python -m serve_app.bootstrap

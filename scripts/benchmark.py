@@ -128,6 +128,10 @@ def throughput_env(port: int) -> dict[str, str]:
         # The controller's loop (autoscaling, health, deployment state) every 0.5 s, not 0.1:
         # it drew 35 ms of CPU a second on an idle service (docs/levers.md).
         "RAY_SERVE_CONTROL_LOOP_INTERVAL_S": "0.5",
+        # A stopping Ingress still finishes its requests in flight, but does not stay up the
+        # 30 s that a load balancer in front would need to take it out of rotation: there is
+        # none on one machine, and Ctrl-C (or the benchmark's stop) waited those 30 s for nothing.
+        "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": "0",
     }
 
 
