@@ -20,7 +20,7 @@ import os
 import sys
 import tempfile
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a file fr
 
 from deployments import offline
 from deployments.classifier_runtime import ClassifierConfig, SceneClassifier
+from deployments.contract import Primitive
 from deployments.detector_backends import weights_for
 from deployments.detector_runtime import DetectorConfig, PrimitiveDetector
 from deployments.runtimes import RUNTIMES
@@ -154,45 +155,55 @@ def foreign_set(count: int) -> list[Scored]:
     return scored
 
 
-def score_primitives(detector: PrimitiveDetector, images: list[Scored]) -> dict:
-    """Recall and precision per class with each NMS mode (the detector's own mode is restored)."""
+def detect_all(detector: PrimitiveDetector, images: list[Scored]) -> list[list[Primitive]]:
+    """The detector's primitives for every image, with its current settings, in batches."""
+    return [found for start in range(0, len(images), BATCH) for found in detector.predict([i.data for i in images[start : start + BATCH]])]
+
+
+def _tally(images: list[Scored], found: list[list[Primitive]]) -> Tally:
+    tally = Tally()
+    for detected, image in zip(found, images, strict=True):
+        tally.add(detected, image.truths, image.width, image.height)
+    return tally
+
+
+def score_primitives(detector: PrimitiveDetector, images: list[Scored]) -> tuple[dict, list[list[Primitive]]]:
+    """Recall and precision per class with each NMS mode (the detector's own mode is restored),
+    and the detections of its own mode, for the scores that follow."""
     default = detector.class_agnostic_nms
-    scores = {}
+    scores: dict = {}
+    own: list[list[Primitive]] = []
     for mode, agnostic in NMS_MODES.items():
         detector.thresholds(detector.confidence, detector.iou, detector.max_detections, agnostic)
-        tally = Tally()
-        for start in range(0, len(images), BATCH):
-            batch = images[start : start + BATCH]
-            for found, image in zip(detector.predict([i.data for i in batch]), batch):
-                tally.add(found, image.truths, image.width, image.height)
-        scores[mode] = tally.report()
+        found = detect_all(detector, images)
+        scores[mode] = _tally(images, found).report()
+        if agnostic == default:
+            own = found
     detector.thresholds(detector.confidence, detector.iou, detector.max_detections, default)
-    return scores
+    return scores, own
 
 
-def score_by_condition(detector: PrimitiveDetector, images: list[Scored]) -> dict:
-    """The detector's own NMS mode scored apart for each value of each drawing condition (paper,
-    pen, fill, photo effects...): where the misses and false positives come from."""
-    tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
-    counts: Counter[tuple[str, str]] = Counter()
-    for start in range(0, len(images), BATCH):
-        batch = images[start : start + BATCH]
-        for found, image in zip(detector.predict([i.data for i in batch]), batch):
-            for condition in image.conditions.items():
-                tallies[condition].add(found, image.truths, image.width, image.height)
-                counts[condition] += 1
+def score_by_condition(images: list[Scored], found: list[list[Primitive]]) -> dict:
+    """The detections scored apart for each value of each drawing condition (paper, pen, fill,
+    photo effects...): where the misses and false positives come from."""
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for index, image in enumerate(images):
+        for condition in image.conditions.items():
+            groups[condition].append(index)
     scores: dict[str, dict[str, dict]] = {}
-    for (name, value), tally in sorted(tallies.items()):
-        scores.setdefault(name, {})[value] = {"images": counts[(name, value)], **tally.report()}
+    for (name, value), indices in sorted(groups.items()):
+        tally = _tally([images[i] for i in indices], [found[i] for i in indices])
+        scores.setdefault(name, {})[value] = {"images": len(indices), **tally.report()}
     return scores
 
 
-def scenes_end_to_end(weights: Path, detector: PrimitiveDetector, images: list[Scored]) -> dict:
+def scenes_end_to_end(weights: Path, images: list[Scored], found: list[list[Primitive]]) -> dict:
+    """Scene accuracy with the detector's primitives (`found`, one list per image) as input."""
     classifier = SceneClassifier(ClassifierConfig(weights))
     predicted = []
     for start in range(0, len(images), BATCH):
-        batch = [i.data for i in images[start : start + BATCH]]
-        predicted += [s.class_name for s in classifier.predict(batch, detector.predict(batch))]
+        batch = images[start : start + BATCH]
+        predicted += [s.class_name for s in classifier.predict([i.data for i in batch], found[start : start + BATCH])]
     return _score(predicted, [i.scene for i in images])
 
 
@@ -305,9 +316,10 @@ def main() -> None:
     held_out, drawn = held_out_set(args.data), foreign_set(args.foreign)
     report["nms_default"] = "class_agnostic" if detector.class_agnostic_nms else "per_class"
     report["foreign_images"] = len(drawn)
-    report["primitives"] = {"held_out": score_primitives(detector, held_out), "foreign": score_primitives(detector, drawn)}
-    report["foreign_by_condition"] = score_by_condition(detector, drawn)
-    report["foreign_scenes"] = scenes_end_to_end(args.weights / "scene-classifier.pt", detector, drawn)
+    (held_out_scores, _), (foreign_scores, foreign_found) = score_primitives(detector, held_out), score_primitives(detector, drawn)
+    report["primitives"] = {"held_out": held_out_scores, "foreign": foreign_scores}
+    report["foreign_by_condition"] = score_by_condition(drawn, foreign_found)
+    report["foreign_scenes"] = scenes_end_to_end(args.weights / "scene-classifier.pt", drawn, foreign_found)
     report["openvino_cpu_bf16"] = _cpu_has_bf16()
     report["seconds"] = time.perf_counter() - started
     write_report(report, args.out)
