@@ -32,6 +32,7 @@ ENV YOLO_OFFLINE=1 \
     YOLO_CONFIG_DIR=/home/ray/primscene/.ultralytics \
     HF_HUB_OFFLINE=1 \
     RAY_USAGE_STATS_ENABLED=0 \
+    RAY_worker_niceness=0 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 

@@ -31,6 +31,9 @@ migrate: install
 # on $(FAST_URL), skipping Serve's proxy, which still answers on $(URL). The Serve controller's
 # loop runs every 0.5 s instead of 0.1 (half its CPU; docs/levers.md). A stopping Ingress finishes
 # its requests in flight without staying up 30 s for a load balancer (none on one machine).
+# RAY_worker_niceness=0: Ray starts its workers at nice 15, the Ingress among them, below Ray's own
+# daemons; at 0 the Ingress keeps the priority over the model replicas (nice 10) that
+# `model_niceness` means it to have (docs/levers.md).
 FAST_URL := http://127.0.0.1:8001
 THROUGHPUT_MODE := RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_DIRECT_INGRESS_MIN_HTTP_PORT=8001 RAY_SERVE_DIRECT_INGRESS_MAX_HTTP_PORT=8002 \
 	RAY_SERVE_CONTROL_LOOP_INTERVAL_S=0.5 RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S=0
@@ -38,7 +41,7 @@ THROUGHPUT_MODE := RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_DIRECT_INGRESS_MIN
 run: migrate
 	@$(VENV)/bin/python -m serve_app.bootstrap
 	@echo "Primscene starts on $(URL) (API docs: $(URL)/docs), and without Serve's proxy hop on $(FAST_URL); Ctrl-C stops it."
-	RAY_USAGE_STATS_ENABLED=0 $(THROUGHPUT_MODE) $(VENV)/bin/serve run configs/local.yaml
+	RAY_USAGE_STATS_ENABLED=0 RAY_worker_niceness=0 $(THROUGHPUT_MODE) $(VENV)/bin/serve run configs/local.yaml
 
 # Lint and import order (ruff), types (mypy): settings in pyproject.toml; CI runs this first.
 lint: install

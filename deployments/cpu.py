@@ -13,4 +13,20 @@ def share_cpu(threads: int, niceness: int) -> None:
 
     torch.set_num_threads(threads)
     if niceness > 0:
+        lower_priority(niceness)
+
+
+def lower_priority(niceness: int) -> None:
+    """Add `niceness` to every thread of this process. Linux keeps a nice value per thread and
+    `os.nice` changes only the calling one: a replica's constructor does not run on the thread
+    that takes its requests, so that thread (a third of the detector's CPU) kept the ingress's
+    priority. Threads started later inherit their starter's value."""
+    if not os.path.isdir("/proc/self/task"):  # not Linux: nice is per process there
         os.nice(niceness)
+        return
+    for thread in os.listdir("/proc/self/task"):
+        tid = int(thread)
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + niceness))
+        except ProcessLookupError:  # the thread ended meanwhile
+            pass

@@ -104,7 +104,7 @@ def start_service(
     asyncio.run(recreate_postgres_database(database_url))
     migrate.upgrade(database_url)
     env = {
-        "RAY_USAGE_STATS_ENABLED": "0", "PRIMSCENE_DATABASE_URL": database_url, "PRIMSCENE_ADMIN_PASSWORD": ADMIN_PASSWORD,
+        "RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0", "PRIMSCENE_DATABASE_URL": database_url, "PRIMSCENE_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "PRIMSCENE_DATA_DIR": str(work / f"data-{name}"), **(extra_env or {}),
     }
     port = yaml.safe_load(config.read_text())["http_options"]["port"]
@@ -207,7 +207,8 @@ def run_ray_async(images: list[bytes], *, clients: int, work: Path, port: int, p
     ray_async.flush()
     config = ray_async.serve_config(work / "ray-async.yaml", port)
     url = f"http://127.0.0.1:{port}"
-    server = Server([str(BIN / "serve"), "run", str(config)], env={"RAY_USAGE_STATS_ENABLED": "0"}, log=work / "ray-async.log", cwd=ROOT)
+    env = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_worker_niceness": "0"}  # the same priorities as the service's
+    server = Server([str(BIN / "serve"), "run", str(config)], env=env, log=work / "ray-async.log", cwd=ROOT)
     try:
         server.wait_until_ready(f"{url}/healthz")
         asyncio.run(ray_async.drive(url, 4, images[:8], poll_s=poll_s))  # warm-up

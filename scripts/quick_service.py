@@ -44,6 +44,7 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the service (repeatable)")
     parser.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/primscene_bench")
     parser.add_argument("--port", type=int, default=8010)
+    parser.add_argument("--probes", type=int, default=0, help="submits without waiting, 10/s, while the load runs (submit latency)")
     args = parser.parse_args()
     images = make_images(args.images)
     env = dict(item.split("=", 1) for item in args.env)
@@ -58,10 +59,11 @@ def main() -> None:
             tokens = asyncio.run(load.create_users(url, ADMIN_PASSWORD, args.clients, USER_PASSWORD))
             asyncio.run(load.drive_waiting(url, tokens, images[: 2 * args.clients * args.batch], batch=args.batch))  # warm-up
             before = _cpu(server)
-            result = asyncio.run(load.drive_waiting(url, tokens, images, batch=args.batch))
+            result = asyncio.run(load.drive_waiting(url, tokens, images, batch=args.batch, probes=args.probes))
             cpu = _cpu_ms_per_task(before, _cpu(server), len(images))
     service = round(sum(ms for role, ms in cpu.items() if role != "load clients"), 1)
     print(json.dumps({"images_per_s": result.images_per_s, "failed": result.failed, "latency_ms": result.completion_ms,
+                      **({"probe_submit_ms": result.probe_submit_ms, "probe_while_saturated": result.probe_while_saturated} if args.probes else {}),
                       "service_cpu_ms_per_task": service, "cpu_ms_per_task": cpu}, indent=1))
 
 

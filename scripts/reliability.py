@@ -45,6 +45,7 @@ ADMIN_PASSWORD = "reliability-admin-password"
 PHASES = ["load", "chaos", "outage", "poison", "shutdown"]
 ENVIRONMENT = {
     "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_worker_niceness": "0",  # as `make run`: the Ingress above the model replicas (docs/levers.md)
     "PRIMSCENE_ADMIN_PASSWORD": ADMIN_PASSWORD,
     "PRIMSCENE_LEASE_S": "10",
     "PRIMSCENE_HEARTBEAT_S": "1",

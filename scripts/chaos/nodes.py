@@ -154,6 +154,7 @@ def export_service_environment(database_url: str, temp_root: Path, gcs_port: int
     password = secrets.token_urlsafe(18)
     os.environ.update({
         "RAY_USAGE_STATS_ENABLED": "0",
+        "RAY_worker_niceness": "0",
         "PRIMSCENE_DATABASE_URL": database_url,
         "PRIMSCENE_JWT_SECRET": secrets.token_urlsafe(48),
         "PRIMSCENE_ADMIN_PASSWORD": password,

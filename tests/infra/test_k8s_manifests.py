@@ -454,6 +454,7 @@ def test_dockerfile_installs_the_project_offline_ready() -> None:
     assert env["YOLO_AUTOINSTALL"] == "false"
     assert env["HF_HUB_OFFLINE"] == "1"
     assert env["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert env["RAY_worker_niceness"] == "0"  # the Ingress above the model replicas
     workdir = [arguments for instruction, arguments in instructions if instruction == "WORKDIR"][-1]
     assert env["YOLO_CONFIG_DIR"].startswith(workdir + "/")
     copies = [shlex.split(arguments) for instruction, arguments in instructions if instruction == "COPY"]

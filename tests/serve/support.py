@@ -29,6 +29,7 @@ QUEUE_BOUND = 40  # unfinished tasks per user; small enough for a flood to reach
 # Short leases and backoffs, so that fault tests recover in seconds rather than minutes.
 TEST_ENVIRONMENT = {
     "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_worker_niceness": "0",
     "PRIMSCENE_ADMIN_PASSWORD": ADMIN_PASSWORD,
     "PRIMSCENE_LEASE_S": "4",
     "PRIMSCENE_HEARTBEAT_S": "1",
