@@ -143,3 +143,17 @@ async def test_streams_show_every_state_however_quick(server: tuple[FastAPI, str
             for stream in [*one_task, *everything]:
                 events = await stream.read_until(lambda name, data: data.get("status") == "succeeded")
                 assert [(d["status"], d["attempts"]) for _, d in events] == expected
+
+
+async def test_a_task_stored_by_one_replica_shows_in_the_streams_of_another(database_url: str, tmp_path: Path) -> None:
+    """Two ingress replicas on one database: a task submitted through the first appears, queued,
+    in its owner's stream on the second (PostgreSQL: the insert trigger's NOTIFY; SQLite: its log)."""
+    replicas = [create_app(make_settings(database_url, tmp_path), models=BoundingBoxCatalog()) for _ in range(2)]
+    with live_server(replicas[0]) as first_url, live_server(replicas[1]) as second_url:
+        async with httpx.AsyncClient(base_url=first_url, timeout=30) as first, httpx.AsyncClient(base_url=second_url, timeout=30) as second:
+            alice, _ = await _alice_with_a_task(first)  # the stream's first event
+            async with opened(second, "/events", alice, 1) as [stream]:
+                await asyncio.sleep(0.3)  # SQLite: the poller starts from its first read after the stream opened
+                task_id = (await submit(first, alice, rectangle_image())).json()["id"]
+                events = await stream.read_until(lambda name, data: data.get("id") == task_id, timeout_s=10)
+    assert events[-1][1]["status"] == "queued"
