@@ -37,7 +37,7 @@ from deployments.runtimes import RUNTIMES
 from deployments.vocabulary import PRIMITIVES, SCENES
 from scripts.datagen.dataset import DEFAULT_COUNTS, DEFAULT_SEED, read_split, write_dataset
 from scripts.foreign import render as foreign
-from scripts.scoring import Tally, Truth, corners
+from scripts.scoring import IOU, NEAR, Tally, Truth, corners
 
 BATCH = 16
 FOREIGN_IMAGES = 350  # 50 per scene
@@ -222,6 +222,22 @@ def _per_class_rows(tally: dict) -> list[str]:
     return [f"| {c} | {v['objects']} | {cell(v['recall'])} | {cell(v['precision'])} |" for c, v in tally["per_class"].items()]
 
 
+def _error_rows(tally: dict) -> list[str]:
+    """What the misses and the false positives were (scripts/scoring.py names the kinds)."""
+    misses, false = tally["misses"], tally["false_positive_kinds"]
+    mixups = ", ".join(f"{m['true']} called {m['said']} {m['count']}×" for m in tally["mixups"]) or "none"
+    return [
+        f"What went wrong: a miss is *not found* (no detection with IoU ≥ {NEAR} of any class), a *box too loose* (its class, IoU "
+        f"{NEAR}–{IOU}) or a *wrong class* (another class, IoU ≥ {IOU}); a false positive is *on nothing*, a *box too loose*, a *wrong "
+        "class* or a *second box* on an object another detection found.", "",
+        "| misses | " + " | ".join(misses) + " | false positives | " + " | ".join(false) + " |",
+        "| --- |" + " --- |" * len(misses) + " --- |" + " --- |" * len(false),
+        f"| {sum(misses.values())} | " + " | ".join(str(v) for v in misses.values()) + f" | {sum(false.values())} | "
+        + " | ".join(str(v) for v in false.values()) + " |", "",
+        f"Wrong classes, most often: {mixups}.", "",
+    ]
+
+
 def write_report(report: dict, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -272,6 +288,7 @@ def write_report(report: dict, out: Path) -> None:
             "| NMS | recall | precision | found with any class | false positives |", "| --- | --- | --- | --- | --- |", *_primitive_rows(scores), "",
             f"Per class, {default_mode.replace('_', '-')} NMS (the default):", "",
             "| class | objects | recall | precision |", "| --- | --- | --- | --- |", *_per_class_rows(scores[default_mode]), "",
+            *_error_rows(scores[default_mode]),
         ]
     lines += [
         "### The foreign set by drawing condition", "",

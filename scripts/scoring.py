@@ -15,6 +15,9 @@ from deployments.contract import Primitive
 from deployments.vocabulary import PRIMITIVES
 
 IOU = 0.5
+NEAR = 0.3  # below this IoU a detection is not about that object at all
+MISS_KINDS = ("not found", "box too loose", "wrong class")
+FALSE_KINDS = ("on nothing", "box too loose", "wrong class", "second box")
 Truth = tuple[str, np.ndarray]  # a class name and the 4 corners of its box, in pixels
 
 
@@ -41,6 +44,11 @@ class Tally:
     detections: Counter[str] = field(default_factory=Counter)
     right: Counter[str] = field(default_factory=Counter)  # box and class right
     found_any_class: int = 0  # true objects some detection covers, whatever class it says
+    # What went wrong: each missed object and each false positive under one of MISS_KINDS or
+    # FALSE_KINDS, and for a wrong class, which class was said for which.
+    misses: Counter[str] = field(default_factory=Counter)
+    false: Counter[str] = field(default_factory=Counter)
+    mixups: Counter[tuple[str, str]] = field(default_factory=Counter)
 
     def add(self, detected: list[Primitive], truths: list[Truth], width: int, height: int) -> None:
         boxes = [box for _, box in truths]
@@ -49,11 +57,40 @@ class Tally:
         found = [corners(p, width, height) for p in detected]
         self.found_any_class += sum(any(iou(box, d) >= IOU for d in found) for box in boxes)
         free = set(range(len(truths)))
+        wrong: list[tuple[Primitive, np.ndarray]] = []
         for primitive, box in sorted(zip(detected, found), key=lambda pair: -pair[0].confidence):
             best = max((i for i in free if truths[i][0] == primitive.class_name), key=lambda i: iou(boxes[i], box), default=None)
             if best is not None and iou(boxes[best], box) >= IOU:
                 free.discard(best)
                 self.right[primitive.class_name] += 1
+            else:
+                wrong.append((primitive, box))
+        overlaps = np.array([[iou(truth, box) for _, box in wrong] for truth in boxes]).reshape(len(boxes), len(wrong))
+        for i in free:
+            self._missed(truths[i][0], [(p.class_name, overlaps[i, j]) for j, (p, _) in enumerate(wrong)])
+        for j, (primitive, _) in enumerate(wrong):
+            self.false[self._false_kind(primitive.class_name, [(truths[i][0], overlaps[i, j], i in free) for i in range(len(boxes))])] += 1
+
+    def _missed(self, kind: str, near: list[tuple[str, float]]) -> None:
+        other = max((o for said, o in near if said != kind), default=0.0)
+        if other >= IOU:
+            self.misses["wrong class"] += 1
+            self.mixups[(kind, max((o, said) for said, o in near if said != kind)[1])] += 1
+        elif max((o for said, o in near if said == kind), default=0.0) >= NEAR:
+            self.misses["box too loose"] += 1
+        else:
+            self.misses["not found"] += 1
+
+    @staticmethod
+    def _false_kind(said: str, truths: list[tuple[str, float, bool]]) -> str:
+        """`truths`: (class, IoU with this detection, still unmatched) of every true object."""
+        if any(o >= IOU and not unmatched for _, o, unmatched in truths):
+            return "second box"  # on an object another detection found (of its class or another)
+        if any(o >= IOU for _, o, _ in truths):
+            return "wrong class"  # on an object nothing found: of another class, or it would have matched
+        if any(o >= NEAR for _, o, _ in truths):
+            return "box too loose"
+        return "on nothing"
 
     def report(self) -> dict:
         def ratio(a: int, b: int) -> float | None:
@@ -70,4 +107,7 @@ class Tally:
             "recall": ratio(right, truths), "precision": ratio(right, detections),
             "false_positives": detections - right, "recall_any_class": ratio(self.found_any_class, truths),
             "per_class": per_class,
+            "misses": {kind: self.misses[kind] for kind in MISS_KINDS},
+            "false_positive_kinds": {kind: self.false[kind] for kind in FALSE_KINDS},
+            "mixups": [{"true": t, "said": s, "count": n} for (t, s), n in self.mixups.most_common(8)],
         }

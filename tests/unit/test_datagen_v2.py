@@ -105,6 +105,25 @@ def test_scoring_counts_right_wrong_class_missed_and_doubled() -> None:
     assert report["recall"] == 0.5 and report["precision"] == pytest.approx(1 / 3, abs=1e-4)
     assert report["recall_any_class"] == 1.0 and report["false_positives"] == 2
     assert report["per_class"]["circle"]["recall"] == 0.0 and report["per_class"]["star"]["recall"] is None
+    assert report["misses"] == {"not found": 0, "box too loose": 0, "wrong class": 1}
+    assert report["mixups"] == [{"true": "circle", "said": "ellipse", "count": 1}]
+    assert report["false_positive_kinds"] == {"on nothing": 0, "box too loose": 0, "wrong class": 1, "second box": 1}
+
+
+def test_scoring_tells_a_loose_box_from_a_miss_and_from_a_box_on_nothing() -> None:
+    width, height = 400, 300
+    truths = [("square", box_corners(label_box(Shape("square", 100, 100, 60, 60, 0.0)))),
+              ("circle", box_corners(label_box(Shape("circle", 300, 200, 60, 60))))]
+    loose = truths[0][1] * 1.0
+    loose[1:3, 0] += 45  # the square's box stretched to the right: IoU 60/105, about 0.57; more:
+    loose[1:3, 0] += 30  # 60/135, about 0.44, between NEAR and IOU
+    tally = Tally()
+    tally.add([_as_detection("square", loose, width, height),
+               _as_detection("star", truths[0][1] + (200, -60), width, height)], truths, width, height)  # on empty paper
+    report = tally.report()
+    assert report["recall"] == 0.0
+    assert report["misses"] == {"not found": 1, "box too loose": 1, "wrong class": 0}  # the circle; the square
+    assert report["false_positive_kinds"] == {"on nothing": 1, "box too loose": 1, "wrong class": 0, "second box": 0}
 
 
 def test_scoring_does_not_count_a_box_twice() -> None:
