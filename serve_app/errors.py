@@ -124,8 +124,13 @@ def install_error_handlers(app: FastAPI, *, retry_after_s: int) -> None:
         return _retry_later(status.HTTP_503_SERVICE_UNAVAILABLE, "The database is unavailable; try again shortly.", retry_after_s)
 
     # Pool exhausted (every connection busy for `pool_timeout`): busy, not broken. asyncpg's
-    # InterfaceError on the direct path: a connection closed under the statement.
-    for error in (OperationalError, InterfaceError, ConnectionError, TimeoutError, PoolTimeout, asyncpg.InterfaceError):
+    # InterfaceError on the direct path: a connection closed under the statement. Its
+    # InternalClientError ("cannot switch to state …; another operation is in progress"): a pooled
+    # connection that a server going down left mid-operation; the pool's reset closes it when it
+    # comes back, so the client's retry gets a sound one (seen twice in the reliability run's
+    # outage, 2026-12-06).
+    database_gone = (OperationalError, InterfaceError, ConnectionError, TimeoutError, PoolTimeout, asyncpg.InterfaceError, asyncpg.InternalClientError)
+    for error in database_gone:
         app.add_exception_handler(error, _database_unavailable)
 
     @app.exception_handler(DBAPIError)
