@@ -72,10 +72,11 @@ class Tally:
             self.false[self._false_kind(primitive.class_name, [(truths[i][0], overlaps[i, j], i in free) for i in range(len(boxes))])] += 1
 
     def _missed(self, kind: str, near: list[tuple[str, float]]) -> None:
-        other = max((o for said, o in near if said != kind), default=0.0)
+        """`near`: (class said, IoU) of every unmatched detection, for one missed object."""
+        other, said = max(((o, said) for said, o in near if said != kind), default=(0.0, ""))
         if other >= IOU:
             self.misses["wrong class"] += 1
-            self.mixups[(kind, max((o, said) for said, o in near if said != kind)[1])] += 1
+            self.mixups[(kind, said)] += 1
         elif max((o for said, o in near if said == kind), default=0.0) >= NEAR:
             self.misses["box too loose"] += 1
         else:
