@@ -85,7 +85,7 @@ class MemorySampler:
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
             sample_ = self.server.memory_mb()
-            self.peak = {k: max(self.peak[k], sample_[k]) for k in sample_}
+            self.peak = {k: max(self.peak[k], sample_[k]) for k in self.peak}
 
     def __enter__(self) -> MemorySampler:
         self._thread.start()
@@ -172,6 +172,13 @@ def run_service(name: str, run: ServiceRun, database_url: str, images: list[byte
                 **result.as_dict(), "batch": batch, "cpu_ms_per_task": cpu_ms, "memory_peak_mb": sampler.peak, "memory_after_mb": server.memory_mb(),
             })
         return out
+
+
+def _growth_by_role(samples: list[dict]) -> dict[str, float]:
+    """PSS change of each kind of process from the first memory sample to the last, largest first."""
+    first, last = samples[0].get("pss_by_role", {}), samples[-1].get("pss_by_role", {})
+    growth = {kind: round(last.get(kind, 0) - first.get(kind, 0), 1) for kind in first.keys() | last.keys()}
+    return dict(sorted(growth.items(), key=lambda item: -abs(item[1])))
 
 
 def _cpu(server: Server) -> dict[str, float]:
@@ -302,6 +309,7 @@ def summarise(report: dict) -> None:
         "after_each_wave": after,
         "after_all_tasks": after[-1],
         "growth_after_first_wave": round(after[-1] - after[0], 1),
+        "growth_after_first_wave_by_role": _growth_by_role([w["memory_after_mb"] for w in memory_run["waves"]]),
     }
     evaluation = ROOT / "docs" / "evaluation.json"  # accuracy per runtime, from scripts/evaluate.py
     if evaluation.exists():

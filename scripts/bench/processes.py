@@ -36,19 +36,23 @@ class Server:
             time.sleep(0.5)
         raise TimeoutError(f"{url} not ready within {timeout_s} s; see {self._log.name}")
 
-    def memory_mb(self) -> dict[str, float]:
+    def memory_mb(self) -> dict:
         """Proportional (PSS: shared pages split between sharers) and resident (RSS) memory of
-        the server and every process it started, e.g. Ray's GCS, raylet and replica workers."""
+        the server and every process it started, e.g. Ray's GCS, raylet and replica workers, with
+        the PSS of each kind of process (`role`), to tell which one grows."""
         root = psutil.Process(self.process.pid)
         pss = rss = 0
+        by_role: dict[str, float] = {}
         for process in [root, *root.children(recursive=True)]:
             try:
-                info = process.memory_full_info()
+                info, kind = process.memory_full_info(), role(process)
             except (psutil.NoSuchProcess, psutil.AccessDenied):
                 continue
             pss += info.pss
             rss += info.rss
-        return {"pss": round(pss / 2**20, 1), "rss": round(rss / 2**20, 1)}
+            by_role[kind] = by_role.get(kind, 0) + info.pss
+        return {"pss": round(pss / 2**20, 1), "rss": round(rss / 2**20, 1),
+                "pss_by_role": {kind: round(value / 2**20, 1) for kind, value in sorted(by_role.items())}}
 
     def stop(self, timeout_s: float = 60) -> None:
         """Ctrl-C, as a user stops `serve run`; killed if it does not exit in time."""

@@ -155,6 +155,8 @@ def write_report(report: dict, out: Path) -> None:
         f"- peak under load: {report['memory_mb']['peak_under_load']:.0f} MB",
         f"- after each wave of {settings['images_per_wave']} tasks: {', '.join(f'{m:.0f}' for m in report['memory_mb']['after_each_wave'])} MB",
         f"- growth from the first wave to the last: {report['memory_mb']['growth_after_first_wave']:+.0f} MB",
+        *(["- of which, by process: " + ", ".join(f"{kind} {mb:+.0f}" for kind, mb in list(by_role.items())[:6]) + " MB"]
+          if (by_role := report["memory_mb"].get("growth_after_first_wave_by_role")) else []),
         "",
         f"Idle task start (accepted → claimed), 20 tasks one at a time: {_latency(report['idle_task_start_ms'])} ms.",
         "",

@@ -3,6 +3,8 @@ are measured by running it; nothing here is timed.)"""
 
 from __future__ import annotations
 
+import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -12,6 +14,7 @@ import yaml
 from deployments.runtimes import RUNTIMES
 from scripts.bench import raw
 from scripts.bench.load import percentiles
+from scripts.bench.processes import Server
 from scripts.benchmark import make_images, median, serve_config
 from scripts.check_serve_config import check_file
 from tests.support.paths import PROJECT_ROOT as ROOT
@@ -26,6 +29,22 @@ def test_benchmark_configs_are_the_local_config_with_its_changes(tmp_path: Path,
     assert config["http_options"]["port"] == 8123 and app["args"]["runtime"] == "pytorch"
     batch_sizes = [d["user_config"]["max_batch_size"] for d in app["deployments"] if "user_config" in d]
     assert batch_sizes and all((size > 1) == batching for size in batch_sizes)
+
+
+def test_server_memory_is_split_by_kind_of_process(tmp_path: Path) -> None:
+    """A server and the child it starts are both counted, each under its own kind."""
+    parent = "import subprocess, time; subprocess.Popen(['sleep', '30']); time.sleep(30)"
+    server = Server([sys.executable, "-c", parent], env={}, log=tmp_path / "server.log", cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 10
+        while "sleep" not in server.memory_mb()["pss_by_role"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        memory = server.memory_mb()
+    finally:
+        server.stop(timeout_s=5)
+    assert set(memory["pss_by_role"]) == {"-c", "sleep"}  # a `python -c` is named by its first argument
+    assert sum(memory["pss_by_role"].values()) == pytest.approx(memory["pss"], abs=0.5)
+    assert memory["rss"] >= memory["pss"] > 0
 
 
 def test_percentiles_of_known_values() -> None:
