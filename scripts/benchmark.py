@@ -176,7 +176,7 @@ def run_service(name: str, run: ServiceRun, database_url: str, images: list[byte
 
 def _growth_by_role(samples: list[dict]) -> dict[str, float]:
     """PSS change of each kind of process from the first memory sample to the last, largest first."""
-    first, last = samples[0].get("pss_by_role", {}), samples[-1].get("pss_by_role", {})
+    first, last = samples[0]["pss_by_role"], samples[-1]["pss_by_role"]
     growth = {kind: round(last.get(kind, 0) - first.get(kind, 0), 1) for kind in first.keys() | last.keys()}
     return dict(sorted(growth.items(), key=lambda item: -abs(item[1])))
 
