@@ -37,7 +37,7 @@ from deployments.runtimes import RUNTIMES
 from deployments.vocabulary import PRIMITIVES, SCENES
 from scripts.datagen.dataset import DEFAULT_COUNTS, DEFAULT_SEED, read_split, write_dataset
 from scripts.foreign import render as foreign
-from scripts.scoring import IOU, NEAR, Tally, Truth, corners
+from scripts.scoring import IOU, NEAR, SIZE_BANDS, Tally, Truth, corners
 
 BATCH = 16
 FOREIGN_IMAGES = 350  # 50 per scene
@@ -215,11 +215,12 @@ def _primitive_rows(scores: dict) -> list[str]:
     return rows
 
 
-def _per_class_rows(tally: dict) -> list[str]:
-    def cell(value: float | None) -> str:
-        return "–" if value is None else f"{value:.3f}"
+def _cell(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
-    return [f"| {c} | {v['objects']} | {cell(v['recall'])} | {cell(v['precision'])} |" for c, v in tally["per_class"].items()]
+
+def _per_class_rows(tally: dict) -> list[str]:
+    return [f"| {c} | {v['objects']} | {_cell(v['recall'])} | {_cell(v['precision'])} |" for c, v in tally["per_class"].items()]
 
 
 def _error_rows(tally: dict) -> list[str]:
@@ -235,6 +236,19 @@ def _error_rows(tally: dict) -> list[str]:
         f"| {sum(misses.values())} | " + " | ".join(str(v) for v in misses.values()) + f" | {sum(false.values())} | "
         + " | ".join(str(v) for v in false.values()) + " |", "",
         f"Wrong classes, most often: {mixups}.", "",
+    ]
+
+
+def _size_rows(tally: dict, imgsz: int) -> list[str]:
+    """Recall by how large the objects are: where the detector's input size loses them."""
+    px = [round(bound * imgsz) for bound, _ in SIZE_BANDS[:-1]]
+    inputs = [f"under {px[0]} px", *(f"{a}–{b} px" for a, b in zip(px, px[1:])), f"{px[-1]} px and over"]
+    return [
+        "Recall by object size (the side of a square of the box's area, as a share of the image's longer side, and in pixels of the "
+        f"detector's {imgsz} px input):", "",
+        "| size | at the detector's input | objects | recall |", "| --- | --- | --- | --- |",
+        *(f"| {band} | {at} | {tally['recall_by_size'][band]['objects']} | {_cell(tally['recall_by_size'][band]['recall'])} |"
+          for (_, band), at in zip(SIZE_BANDS, inputs)), "",
     ]
 
 
@@ -289,6 +303,7 @@ def write_report(report: dict, out: Path) -> None:
             f"Per class, {default_mode.replace('_', '-')} NMS (the default):", "",
             "| class | objects | recall | precision |", "| --- | --- | --- | --- |", *_per_class_rows(scores[default_mode]), "",
             *_error_rows(scores[default_mode]),
+            *_size_rows(scores[default_mode], report["detector_input_size"]),
         ]
     lines += [
         "### The foreign set by drawing condition", "",
@@ -327,6 +342,7 @@ def main() -> None:
     report = {
         "data_seed": DEFAULT_SEED,
         "end_to_end_runtime": args.runtime,
+        "detector_input_size": detector.imgsz,
         "detector": {runtime: evaluate_detector(detector_weights, args.data, runtime, detector.imgsz) for runtime in RUNTIMES},
         "classifier": evaluate_classifier(args.weights / "scene-classifier.pt", args.weights / "scene-classifier-image-only.pt", detector, args.data),
     }

@@ -19,6 +19,9 @@ NEAR = 0.3  # below this IoU a detection is not about that object at all
 MISS_KINDS = ("not found", "box too loose", "wrong class")
 FALSE_KINDS = ("on nothing", "box too loose", "wrong class", "second box")
 Truth = tuple[str, np.ndarray]  # a class name and the 4 corners of its box, in pixels
+# How large an object is: the side of a square of its box's area over the image's longer side.
+# At the detector's 480 px input the bands' bounds are 16, 24 and 40 px.
+SIZE_BANDS = ((1 / 30, "under 1/30"), (1 / 20, "1/30 to 1/20"), (1 / 12, "1/20 to 1/12"), (math.inf, "1/12 and over"))
 
 
 def corners(primitive: Primitive, width: int, height: int) -> np.ndarray:
@@ -27,6 +30,11 @@ def corners(primitive: Primitive, width: int, height: int) -> np.ndarray:
     c, s = math.cos(primitive.rotation), math.sin(primitive.rotation)
     local = np.array([[-w / 2, -h / 2], [w / 2, -h / 2], [w / 2, h / 2], [-w / 2, h / 2]])
     return local @ np.array([[c, s], [-s, c]]) + (cx, cy)
+
+
+def size_band(box: np.ndarray, width: int, height: int) -> str:
+    side = math.sqrt(cv2.contourArea(box.astype(np.float32))) / max(width, height)
+    return next(name for bound, name in SIZE_BANDS if side < bound)
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -49,6 +57,8 @@ class Tally:
     misses: Counter[str] = field(default_factory=Counter)
     false: Counter[str] = field(default_factory=Counter)
     mixups: Counter[tuple[str, str]] = field(default_factory=Counter)
+    objects_by_size: Counter[str] = field(default_factory=Counter)
+    right_by_size: Counter[str] = field(default_factory=Counter)
 
     def add(self, detected: list[Primitive], truths: list[Truth], width: int, height: int) -> None:
         boxes = [box for _, box in truths]
@@ -65,6 +75,10 @@ class Tally:
                 self.right[primitive.class_name] += 1
             else:
                 wrong.append((primitive, box))
+        for i, box in enumerate(boxes):
+            band = size_band(box, width, height)
+            self.objects_by_size[band] += 1
+            self.right_by_size[band] += i not in free
         overlaps = np.array([[iou(truth, box) for _, box in wrong] for truth in boxes]).reshape(len(boxes), len(wrong))
         for i in free:
             self._missed(truths[i][0], [(p.class_name, overlaps[i, j]) for j, (p, _) in enumerate(wrong)])
@@ -111,4 +125,6 @@ class Tally:
             "misses": {kind: self.misses[kind] for kind in MISS_KINDS},
             "false_positive_kinds": {kind: self.false[kind] for kind in FALSE_KINDS},
             "mixups": [{"true": t, "said": s, "count": n} for (t, s), n in self.mixups.most_common(8)],
+            "recall_by_size": {band: {"objects": self.objects_by_size[band], "recall": ratio(self.right_by_size[band], self.objects_by_size[band])}
+                for _, band in SIZE_BANDS},
         }

@@ -131,3 +131,16 @@ def test_scoring_does_not_count_a_box_twice() -> None:
     tally = Tally()
     tally.add([_as_detection("hexagon", truth[0][1], 200, 200, c) for c in (0.9, 0.8)], truth, 200, 200)
     assert tally.report()["recall"] == 1.0 and tally.report()["precision"] == 0.5
+
+
+def test_scoring_gives_recall_by_object_size() -> None:
+    """A 10 px square on a 600 px image is under 1/30 of its side; a 100 px one is over 1/12."""
+    width, height = 600, 400
+    small = ("square", box_corners(label_box(Shape("square", 100, 100, 10, 10, 0.0))))
+    large = ("square", box_corners(label_box(Shape("square", 400, 200, 100, 100, 0.0))))
+    tally = Tally()
+    tally.add([_as_detection("square", large[1], width, height)], [small, large], width, height)
+    by_size = tally.report()["recall_by_size"]
+    assert by_size["under 1/30"] == {"objects": 1, "recall": 0.0}
+    assert by_size["1/12 and over"] == {"objects": 1, "recall": 1.0}
+    assert by_size["1/30 to 1/20"] == {"objects": 0, "recall": None}
