@@ -44,6 +44,7 @@ class Detector:
     def reconfigure(self, user_config: dict) -> None:
         config = DetectorUserConfig.model_validate(user_config or {})
         self.model.thresholds(config.confidence, config.iou, config.max_detections, config.class_agnostic_nms)
+        self.model.tiles(config.tiling, config.tile_confidence)
         self._detect_batch.set_max_batch_size(config.max_batch_size)  # type: ignore[attr-defined]  # added by @serve.batch, not in its types
         self._detect_batch.set_batch_wait_timeout_s(config.batch_wait_timeout_s)  # type: ignore[attr-defined]  # likewise
 

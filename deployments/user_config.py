@@ -19,6 +19,8 @@ class DetectorUserConfig(BatchingConfig):
     class_agnostic_nms: bool = Field(
         True, description="NMS across classes: one shape gets one box, not one per class it resembles (docs/evaluation.md)"
     )
+    tiling: bool = Field(True, description="Also look at large images in tiles, for small figures (deployments/tiling.py)")
+    tile_confidence: float = Field(0.5, gt=0, lt=1, description="The least confidence of a box found in a tile")
 
 
 class ClassifierUserConfig(BatchingConfig):

@@ -34,6 +34,46 @@ def test_detector_finds_the_primitives_of_unseen_scenes(detector: PrimitiveDetec
     assert matched / total >= 0.85, f"found {matched} of {total} primitives"
 
 
+def _mosaic(samples, cell: int = 512) -> tuple[Image.Image, list[tuple[str, float, float, float]]]:
+    """Nine held-out pictures side by side in one 1,536 px image: every figure a third of its
+    usual share of the image, as in a large drawing with small figures. Its true figures with it."""
+    canvas = Image.new("RGB", (3 * cell, 3 * cell), "white")
+    truths = []
+    for index, s in enumerate(samples[:9]):
+        left, top = (index % 3) * cell, (index // 3) * cell
+        canvas.paste(s.image, (left, top))
+        w, h = s.image.size
+        truths += [(kind, (left + x * w) / canvas.width, (top + y * h) / canvas.height, side * max(w, h) / canvas.width)
+                   for kind, x, y, side in _truth(s)]
+    return canvas, truths
+
+
+def test_tiles_find_the_small_figures_of_a_large_image_once_each(detector: PrimitiveDetector, samples) -> None:
+    canvas, truths = _mosaic(samples)
+
+    def near(p, x, y, side) -> bool:
+        return abs(p.x - x) + abs(p.y - y) < side / 2
+
+    def found(primitives) -> int:
+        return sum(any(p.class_name == kind and near(p, x, y, side) for p in primitives) for kind, x, y, side in truths)
+
+    assert detector.tiling
+    [tiled] = detector.predict([canvas])
+    detector.tiles(False, detector.tile_confidence)
+    try:
+        [whole_only] = detector.predict([canvas])
+    finally:
+        detector.tiles(True, detector.tile_confidence)
+    assert found(tiled) >= found(whole_only) + len(truths) // 10, (found(tiled), found(whole_only), len(truths))
+    assert found(tiled) >= 0.8 * len(truths), (found(tiled), len(truths))
+    # One box per figure, though tiles overlap and the whole-image pass sees the figure too: no two
+    # boxes cover the same place.
+    from scripts.scoring import corners, iou  # OpenCV: imported where used (conftest.py says why)
+
+    boxes = [corners(p, canvas.width, canvas.height) for p in tiled]
+    assert max(iou(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1 :]) < 0.6
+
+
 def test_classifier_names_unseen_scenes_from_detected_primitives(detector, classifier: SceneClassifier, samples) -> None:
     images = [s.encoded for s in samples]
     scenes = classifier.predict(images, detector.predict(images))
