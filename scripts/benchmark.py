@@ -59,9 +59,9 @@ def make_images(count: int) -> list[bytes]:
     return [sample(Item("test", i, DEFAULT_SEED)).encoded for i in range(count)]
 
 
-def serve_config(path: Path, port: int, *, runtime: str | None, batching: bool) -> Path:
-    """configs/local.yaml with the benchmark's port, runtime and batching."""
-    config = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
+def serve_config(path: Path, port: int, *, runtime: str | None, batching: bool, source: Path = ROOT / "configs" / "local.yaml") -> Path:
+    """`source` (configs/local.yaml unless told) with the benchmark's port, runtime and batching."""
+    config = yaml.safe_load(source.read_text())
     config["http_options"]["port"] = port
     app = config["applications"][0]
     if runtime is not None:

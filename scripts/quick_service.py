@@ -5,7 +5,7 @@ docs/benchmarks.md); `scripts/benchmark.py` is the full, comparable run.
     python scripts/quick_service.py --images 500 --throughput-mode      (direct ingress)
     python scripts/quick_service.py --images 500 --throughput-mode --env PRIMSCENE_MAX_IN_FLIGHT=24
 
-Starts `serve run` with configs/local.yaml on a fresh PostgreSQL database, lets 32 clients (one
+Starts `serve run` with configs/local.yaml (or `--config`) on a fresh PostgreSQL database, lets 32 clients (one
 user each) send an image at a time with `Prefer: wait` (or `--batch` images per request), and
 prints images/s and the CPU milliseconds per task of every process.
 """
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32)
     parser.add_argument("--batch", type=int, default=1, help="images per request (POST /batches when > 1)")
     parser.add_argument("--throughput-mode", action="store_true", help="Ray Serve's throughput mode with direct ingress")
+    parser.add_argument("--config", type=Path, default=ROOT / "configs" / "local.yaml", help="the Serve config to start (a variant to compare)")
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the service (repeatable)")
     parser.add_argument("--database-url", default="postgresql+asyncpg://postgres@127.0.0.1:5432/primscene_bench")
     parser.add_argument("--port", type=int, default=8010)
@@ -52,7 +53,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="primscene-quick-") as tmp:
         work = Path(tmp)
         proxy_port = args.port + 100 if args.throughput_mode else args.port
-        config = serve_config(work / "quick.yaml", proxy_port, runtime=None, batching=True)
+        config = serve_config(work / "quick.yaml", proxy_port, runtime=None, batching=True, source=args.config)
         if args.throughput_mode:
             env.update(throughput_env(args.port))
         with start_service("quick", config, args.database_url, work, env, ready_url=url) as server:
