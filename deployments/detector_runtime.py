@@ -92,9 +92,11 @@ class PrimitiveDetector:
             height, width = picture.shape[:2]
             boxes = self._image_boxes(rows, (height, width))
             if plan:
-                from_tiles = [tiling.keep_from_tile(self._image_boxes(next(tile_rows), (t.height, t.width)), t, height, width) for t in plan]
-                confident = [b[b[:, 4] >= self.tile_confidence] for b in from_tiles]
-                boxes = tiling.merge(boxes, confident, self.iou)[: self.max_detections]
+                from_tiles = [
+                    tiling.keep_from_tile(self._image_boxes(next(tile_rows), (t.height, t.width)), t, height, width, min_confidence=self.tile_confidence)
+                    for t in plan
+                ]
+                boxes = tiling.merge(boxes, from_tiles, self.iou)[: self.max_detections]
             results.append(self._primitives(boxes, (height, width)))
         return results
 

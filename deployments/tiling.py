@@ -51,9 +51,9 @@ def _starts(length: int, side: int) -> tuple[list[int], int]:
     return [round(i * (length - side) / (count - 1)) for i in range(count)], side
 
 
-def keep_from_tile(boxes: torch.Tensor, tile: Tile, height: int, width: int) -> torch.Tensor:
-    """A tile's boxes (x, y, w, h, confidence, class, angle in the tile's pixels) that are small
-    and not cut by an inner edge, moved into the image's pixels."""
+def keep_from_tile(boxes: torch.Tensor, tile: Tile, height: int, width: int, *, min_confidence: float) -> torch.Tensor:
+    """A tile's boxes (x, y, w, h, confidence, class, angle in the tile's pixels) that are small,
+    not cut by an inner edge and at least `min_confidence`, moved into the image's pixels."""
     from ultralytics.utils.ops import xywhr2xyxyxyxy
 
     if not len(boxes):
@@ -70,7 +70,7 @@ def keep_from_tile(boxes: torch.Tensor, tile: Tile, height: int, width: int) -> 
     if tile.y + tile.height < height:
         cut |= high[:, 1] > tile.height - EDGE_PX
     small = (high - low).amax(1) <= MAX_BOX_SHARE * max(tile.width, tile.height)
-    kept = boxes[small & ~cut].clone()
+    kept = boxes[small & ~cut & (boxes[:, 4] >= min_confidence)].clone()
     kept[:, 0] += tile.x
     kept[:, 1] += tile.y
     return kept

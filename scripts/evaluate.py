@@ -42,7 +42,7 @@ from scripts.scoring import IOU, NEAR, SIZE_BANDS, Tally, Truth, corners
 BATCH = 16
 FOREIGN_IMAGES = 350  # 50 per scene
 # Each mode: NMS across classes or not, and the tiled second look at large images on or off.
-NMS_MODES = {"class_agnostic": (True, True), "per_class": (False, True), "class_agnostic_untiled": (True, False)}
+DETECTION_MODES = {"class_agnostic": (True, True), "per_class": (False, True), "class_agnostic_untiled": (True, False)}
 
 
 def ensure_test_split(root: Path) -> None:
@@ -174,7 +174,7 @@ def score_primitives(detector: PrimitiveDetector, images: list[Scored]) -> tuple
     default = (detector.class_agnostic_nms, detector.tiling)
     scores: dict = {}
     own: list[list[Primitive]] = []
-    for mode, (agnostic, tiled) in NMS_MODES.items():
+    for mode, (agnostic, tiled) in DETECTION_MODES.items():
         detector.thresholds(detector.confidence, detector.iou, detector.max_detections, agnostic)
         detector.tiles(tiled, detector.tile_confidence)
         started = time.perf_counter()

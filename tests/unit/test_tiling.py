@@ -43,10 +43,10 @@ def test_a_tile_keeps_its_small_whole_boxes_moved_into_the_image() -> None:
         _box(300, 595, 30, 30),  # touches the bottom edge, inside the image: dropped
         _box(300, 300, 400, 100),  # longer than 0.4 of the tile: left to the whole-image pass
     ])
-    kept = tiling.keep_from_tile(boxes, tile, height=1200, width=1600)
+    kept = tiling.keep_from_tile(boxes, tile, height=1200, width=1600, min_confidence=0.5)
     assert kept[:, :2].tolist() == [[700.0, 600.0]]
     corner = Tile(x=0, y=0, width=600, height=600)
-    at_image_edge = tiling.keep_from_tile(torch.tensor([_box(10, 10, 20, 20)]), corner, height=1200, width=1600)
+    at_image_edge = tiling.keep_from_tile(torch.tensor([_box(10, 10, 20, 20)]), corner, height=1200, width=1600, min_confidence=0.5)
     assert len(at_image_edge) == 1  # the image's own edge cuts nothing
 
 
@@ -55,7 +55,7 @@ def test_a_rotated_box_is_judged_by_its_corners() -> None:
     # 40 × 4 px centred 15 px above the edge: lying flat it is clear of it; turned a quarter it
     # stands 40 px tall and crosses it.
     flat, turned = _box(300, 585, 40, 4), _box(300, 585, 40, 4, angle=torch.pi / 2)
-    kept = tiling.keep_from_tile(torch.tensor([flat, turned]), tile, height=1200, width=1600)
+    kept = tiling.keep_from_tile(torch.tensor([flat, turned]), tile, height=1200, width=1600, min_confidence=0.5)
     assert kept[:, 6].tolist() == [0.0]
 
 
